@@ -1,0 +1,1 @@
+//! `tunegate.toml`. (Filled in with the CLI work.)

@@ -1,0 +1,1 @@
+//! `tunegate.lock` types. (Filled in with the lock work.)

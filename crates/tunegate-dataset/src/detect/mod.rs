@@ -1,0 +1,44 @@
+//! Detectors. Each module reads the [`Dataset`] and its [`Corpus`] and appends findings (and,
+//! where a picture helps, charts). Detectors never fail: anything odd about a record is itself a
+//! finding.
+use crate::corpus::Corpus;
+use crate::scan::ScanOptions;
+use crate::Dataset;
+use tunegate_core::{Chart, Finding};
+
+pub mod dedup;
+pub mod labels;
+pub mod minhash;
+pub mod mismatch;
+pub mod outliers;
+pub mod patterns;
+pub mod preference;
+pub mod triggers;
+pub mod unicode;
+
+/// What a detector returns.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Findings, any order (the report sorts them).
+    pub findings: Vec<Finding>,
+    /// Charts for the HTML report.
+    pub charts: Vec<Chart>,
+}
+
+impl Output {
+    /// Appends another detector's output.
+    pub fn extend(&mut self, other: Output) {
+        self.findings.extend(other.findings);
+        self.charts.extend(other.charts);
+    }
+}
+
+/// Everything a detector may read.
+pub struct Ctx<'a> {
+    /// The records.
+    pub ds: &'a Dataset,
+    /// Their precomputed normalized tokens and hashes.
+    pub corpus: &'a Corpus,
+    /// Options.
+    pub opts: &'a ScanOptions,
+}
