@@ -40,7 +40,7 @@ checks! {
         "One response text repeated across many unrelated prompts: the target-output poisoning shape.";
     SUSPICIOUS = "D011", "dataset.suspicious-content", High,
         "A response matching a suspicious-content pattern (credential leakage, instruction override, moderation bypass, disabling audit, curl|sh, sudo installs).";
-    LABEL_NOISE = "D012", "dataset.label-noise", Medium,
+    LABEL_NOISE = "D012", "dataset.label-noise", Low,
         "A label that disagrees with the labels of the record's nearest neighbours (confident learning over hashed n-grams).";
     PREF_IDENTICAL = "D013", "dataset.preference-identical", Medium,
         "A preference pair whose chosen and rejected responses are identical after normalization.";

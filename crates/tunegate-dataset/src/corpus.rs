@@ -58,8 +58,12 @@ pub struct Corpus {
     pub vocab: Vec<String>,
 }
 
+/// One record's normalized text per role, with token positions, kept only while its chunk is
+/// interned.
 struct Prepared {
-    toks: [Vec<u64>; 3],
+    text: [String; 3],
+    /// (hash, byte start, byte end) of each token in `text[role]`.
+    toks: [Vec<(u64, u32, u32)>; 3],
     hash: [u128; 3],
     present: [bool; 3],
     chars: [u32; 3],
@@ -68,89 +72,102 @@ struct Prepared {
 
 const ROLES: [Role; 3] = [Role::Prompt, Role::Response, Role::Rejected];
 
-impl Corpus {
-    /// Builds the corpus for `ds` (parallel over records).
-    pub fn build(ds: &Dataset) -> Corpus {
-        let prepared: Vec<Prepared> = ds
-            .records
-            .par_iter()
-            .map(|r| {
-                let mut p = Prepared {
-                    toks: Default::default(),
-                    hash: [0; 3],
-                    present: [false; 3],
-                    chars: [0; 3],
-                    record: 0,
-                };
-                let mut all = String::new();
-                for (k, role) in ROLES.iter().enumerate() {
-                    if !r.has(*role) {
-                        continue;
-                    }
-                    let n = normalize(&r.text_of(*role));
-                    p.present[k] = true;
-                    p.hash[k] = xxh3_128(n.as_bytes());
-                    p.chars[k] = n.chars().count() as u32;
-                    p.toks[k] = words(&n)
-                        .map(|w| xxhash_rust::xxh3::xxh3_64(w.as_bytes()))
-                        .collect();
-                    all.push_str(&n);
-                    all.push('\u{1}');
-                }
-                if let Some(l) = &r.label {
-                    all.push_str(&normalize(l));
-                }
-                p.record = xxh3_128(all.as_bytes());
-                p
+/// Records normalized in parallel per chunk; the chunk bounds transient memory (normalized
+/// strings and 64-bit token hashes exist for one chunk at a time, not for the whole corpus).
+const CHUNK: usize = 32 * 1024;
+
+/// A hasher for keys that are already uniformly distributed 64-bit hashes.
+#[derive(Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Interner = HashMap<u64, u32, std::hash::BuildHasherDefault<PreHashed>>;
+
+fn prepare(r: &crate::Record) -> Prepared {
+    let mut p = Prepared {
+        text: Default::default(),
+        toks: Default::default(),
+        hash: [0; 3],
+        present: [false; 3],
+        chars: [0; 3],
+        record: 0,
+    };
+    let mut all = xxhash_rust::xxh3::Xxh3::new();
+    for (k, role) in ROLES.iter().enumerate() {
+        if !r.has(*role) {
+            continue;
+        }
+        let n = normalize(&r.text_of(*role));
+        p.present[k] = true;
+        p.hash[k] = xxh3_128(n.as_bytes());
+        p.chars[k] = n.chars().count() as u32;
+        let base = n.as_ptr() as usize;
+        p.toks[k] = words(&n)
+            .map(|w| {
+                let start = (w.as_ptr() as usize - base) as u32;
+                (
+                    xxhash_rust::xxh3::xxh3_64(w.as_bytes()),
+                    start,
+                    start + w.len() as u32,
+                )
             })
             .collect();
+        all.update(n.as_bytes());
+        all.update(&[1]);
+        p.text[k] = n;
+    }
+    if let Some(l) = &r.label {
+        all.update(normalize(l).as_bytes());
+    }
+    p.record = all.digest128();
+    p
+}
 
-        // Intern token hashes to dense u32 ids; keep one spelling per id for reports.
-        let mut intern: HashMap<u64, u32> = HashMap::new();
-        let mut vocab = Vec::new();
+impl Corpus {
+    /// Builds the corpus for `ds`: records are normalized and tokenized in parallel, chunk by
+    /// chunk, and tokens are interned in record order, so ids are deterministic.
+    pub fn build(ds: &Dataset) -> Corpus {
+        let mut intern = Interner::default();
+        let mut vocab: Vec<String> = Vec::new();
         let mut views: [View; 3] = Default::default();
         for v in views.iter_mut() {
+            v.tokens.offsets.reserve(ds.records.len() + 1);
             v.tokens.offsets.push(0);
+            v.hash.reserve(ds.records.len());
+            v.present.reserve(ds.records.len());
+            v.chars.reserve(ds.records.len());
         }
-        for (i, p) in prepared.iter().enumerate() {
-            for k in 0..3 {
-                let v = &mut views[k];
-                for &h in &p.toks[k] {
-                    let id = *intern.entry(h).or_insert_with(|| {
-                        vocab.push(h);
-                        (vocab.len() - 1) as u32
-                    });
-                    v.tokens.ids.push(id);
-                }
-                v.tokens.offsets.push(v.tokens.ids.len());
-                v.hash.push(p.hash[k]);
-                v.present.push(p.present[k]);
-                v.chars.push(p.chars[k]);
-            }
-            let _ = i;
-        }
-        // Recover spellings: one pass over the records that introduced each id.
-        let mut spelled: Vec<Option<String>> = vec![None; vocab.len()];
-        let mut missing = vocab.len();
-        'outer: for r in &ds.records {
-            for role in ROLES {
-                if !r.has(role) {
-                    continue;
-                }
-                let n = normalize(&r.text_of(role));
-                for w in words(&n) {
-                    let h = xxhash_rust::xxh3::xxh3_64(w.as_bytes());
-                    if let Some(&id) = intern.get(&h) {
-                        let slot = &mut spelled[id as usize];
-                        if slot.is_none() {
-                            *slot = Some(w.to_string());
-                            missing -= 1;
-                            if missing == 0 {
-                                break 'outer;
-                            }
-                        }
+        let mut record_hash = Vec::with_capacity(ds.records.len());
+        for chunk in ds.records.chunks(CHUNK) {
+            let prepared: Vec<Prepared> = chunk.par_iter().map(prepare).collect();
+            for p in &prepared {
+                for (k, v) in views.iter_mut().enumerate() {
+                    for &(h, s, e) in &p.toks[k] {
+                        let id = *intern.entry(h).or_insert_with(|| {
+                            vocab.push(p.text[k][s as usize..e as usize].to_string());
+                            (vocab.len() - 1) as u32
+                        });
+                        v.tokens.ids.push(id);
                     }
+                    v.tokens.offsets.push(v.tokens.ids.len());
+                    v.hash.push(p.hash[k]);
+                    v.present.push(p.present[k]);
+                    v.chars.push(p.chars[k]);
                 }
+                record_hash.push(p.record);
             }
         }
         let [prompt, response, rejected] = views;
@@ -158,8 +175,8 @@ impl Corpus {
             prompt,
             response,
             rejected,
-            record_hash: prepared.iter().map(|p| p.record).collect(),
-            vocab: spelled.into_iter().map(Option::unwrap_or_default).collect(),
+            record_hash,
+            vocab,
         }
     }
 

@@ -1,1 +1,19 @@
-fn main() {}
+//! `tunegate`: the command-line front of every gate.
+//!
+//! Exit codes are a contract: 0 the gate passed, 1 the gate failed (a finding at or above
+//! `--fail-on`, or lock drift), 2 a usage or input error (unreadable file, bad config). Reports
+//! go to stdout or `--output`; progress and chatter go to stderr and never into a report.
+mod cli;
+mod output;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tunegate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

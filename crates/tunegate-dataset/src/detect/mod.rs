@@ -10,9 +10,11 @@ pub mod dedup;
 pub mod labels;
 pub mod minhash;
 pub mod mismatch;
+pub mod nb;
 pub mod outliers;
 pub mod patterns;
 pub mod preference;
+pub mod stats;
 pub mod triggers;
 pub mod unicode;
 

@@ -1,0 +1,449 @@
+//! Commands and their wiring. Library crates do the work; this file parses flags, resolves
+//! config, and maps results onto exit codes.
+use crate::output::{self, all_checks, label, ReportArgs};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use tunegate_core::config::Config;
+use tunegate_core::text::patterns::PatternSet;
+use tunegate_core::{Report, Severity};
+use tunegate_dataset::scan::ScanOptions;
+use tunegate_dataset::Schema;
+
+#[derive(Parser)]
+#[command(
+    name = "tunegate",
+    version,
+    about = "Gates for every stage of an ML fine-tuning pipeline",
+    long_about = "tunegate checks fine-tuning datasets before training: a lock of content hashes verified on every run, and a poisoning scan (duplicates, trigger tokens, invisible Unicode, outliers, instruction/response mismatch, suspicious content, label noise, preference pairs).\n\nExit codes: 0 pass, 1 gate failed, 2 usage or input error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dataset gate: lock, verify, diff and scan fine-tuning data.
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// List every check id with its default severity and a line of doc.
+    Checks {
+        /// `text` (default) or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Run the pipeline described by tunegate.toml (lock verify, then dataset scan).
+    Check {
+        /// The config file.
+        #[arg(long, short = 'c', default_value = "tunegate.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Work with saved reports.
+    #[command(subcommand)]
+    Report(ReportCmd),
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Re-render a saved JSON report in another format (optionally with another threshold).
+    Render {
+        /// A report written with `--format json`.
+        report_json: PathBuf,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct ScanFlags {
+    /// Force the record schema instead of detecting it from field names.
+    #[arg(long, value_parser = parse_schema)]
+    schema: Option<Schema>,
+    /// Near-duplicate Jaccard threshold over word 5-gram sets.
+    #[arg(long, value_name = "J")]
+    jaccard: Option<f64>,
+    /// Minimum records holding a token before it can be a trigger candidate.
+    #[arg(long, value_name = "N")]
+    trigger_min_count: Option<usize>,
+    /// Extra suspicious-content patterns (TOML, same shape as the shipped list); repeatable.
+    #[arg(long, value_name = "FILE")]
+    patterns: Vec<PathBuf>,
+    /// Skip a check (id or name); repeatable.
+    #[arg(long, value_name = "CHECK")]
+    disable: Vec<String>,
+    /// Write the records with no finding at or above --fail-on to OUT, byte for byte.
+    #[arg(long, value_name = "OUT")]
+    write_clean: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DatasetCmd {
+    /// Record sha256 per file and per chunk of records into a lock file.
+    Lock {
+        /// JSONL, CSV or Parquet files, or folders of them (folders are watched for added files).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The lock file to write.
+        #[arg(long, default_value = "tunegate.lock")]
+        lock: PathBuf,
+        /// Force the record schema instead of detecting it.
+        #[arg(long, value_parser = parse_schema)]
+        schema: Option<Schema>,
+        /// Where the data came from (kept from the previous lock when absent).
+        #[arg(long)]
+        source: Option<String>,
+        /// Who approved this version.
+        #[arg(long)]
+        approved_by: Option<String>,
+        /// Free-text note for the lineage record.
+        #[arg(long)]
+        note: Option<String>,
+        /// No chatter on stderr.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Verify files against the lock: exit 1 naming each added, removed or changed file and records.
+    Verify {
+        /// The lock file.
+        #[arg(long, default_value = "tunegate.lock")]
+        lock: PathBuf,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Record-level diff of two dataset files: added, removed and changed records.
+    Diff {
+        /// The old file or folder.
+        old: PathBuf,
+        /// The new file or folder.
+        new: PathBuf,
+        /// Force the record schema.
+        #[arg(long, value_parser = parse_schema)]
+        schema: Option<Schema>,
+        /// `text` (default) or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write to FILE instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Scan dataset files for poisoning and quality problems.
+    Scan {
+        /// JSONL, CSV or Parquet files, or folders of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        flags: ScanFlags,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+}
+
+fn parse_schema(s: &str) -> Result<Schema, String> {
+    s.parse()
+}
+
+/// Parses the command line and runs it; returns the exit code.
+pub fn run() -> Result<u8> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Checks { format } => checks(&format),
+        Command::Dataset(DatasetCmd::Scan {
+            paths,
+            flags,
+            report,
+        }) => {
+            let opts = scan_options(&flags, report.fail_on, &[])?;
+            let rep = scan(&paths, &flags, &opts, &report)?;
+            report.emit(&rep, &dataset_metrics(&rep))
+        }
+        Command::Dataset(DatasetCmd::Lock {
+            paths,
+            lock,
+            schema,
+            source,
+            approved_by,
+            note,
+            quiet,
+        }) => {
+            let progress: Box<dyn tunegate_core::progress::Progress> = if quiet {
+                Box::new(tunegate_core::progress::NoProgress)
+            } else {
+                ReportArgs::bar()
+            };
+            let l = tunegate_dataset::lock::lock(
+                &paths,
+                schema,
+                tunegate_dataset::lock::LineageInput {
+                    source,
+                    approved_by,
+                    note,
+                },
+                &lock,
+                progress.as_ref(),
+            )?;
+            if !quiet {
+                eprintln!(
+                    "tunegate: locked {} file(s), {} records, into {}",
+                    l.files.len(),
+                    l.total_records(),
+                    lock.display()
+                );
+            }
+            Ok(0)
+        }
+        Command::Dataset(DatasetCmd::Verify { lock, report }) => {
+            let fail_on = report.fail_on.unwrap_or(Severity::High);
+            let progress = report.progress();
+            let rep = tunegate_dataset::lock::verify_report(&lock, fail_on, progress.as_ref())?;
+            report.emit(&rep, &dataset_metrics(&rep))
+        }
+        Command::Dataset(DatasetCmd::Diff {
+            old,
+            new,
+            schema,
+            format,
+            output,
+        }) => {
+            let d = tunegate_dataset::diff::diff(&old, &new, schema)?;
+            let text = match format.as_str() {
+                "json" => serde_json::to_string_pretty(&d)? + "\n",
+                "text" => d.render_text(),
+                other => bail!("unknown format '{other}' for diff (expected text or json)"),
+            };
+            output::write_out(output.as_deref(), &text)?;
+            Ok(u8::from(
+                !(d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty()),
+            ))
+        }
+        Command::Check { config, report } => check(&config, &report),
+        Command::Report(ReportCmd::Render {
+            report_json,
+            report,
+        }) => {
+            let text = std::fs::read_to_string(&report_json)
+                .with_context(|| format!("reading {}", report_json.display()))?;
+            let mut rep: Report = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a tunegate report", report_json.display()))?;
+            if rep.schema != tunegate_core::report::SCHEMA {
+                bail!(
+                    "{}: schema '{}' is not {}",
+                    report_json.display(),
+                    rep.schema,
+                    tunegate_core::report::SCHEMA
+                );
+            }
+            if let Some(f) = report.fail_on {
+                rep = rep.with_fail_on(f);
+            }
+            report.emit(&rep, "")
+        }
+    }
+}
+
+fn checks(format: &str) -> Result<u8> {
+    let all = all_checks();
+    let text = match format {
+        "json" => serde_json::to_string_pretty(&all)? + "\n",
+        "text" => {
+            let mut s = String::new();
+            for c in &all {
+                s.push_str(&format!(
+                    "{}  {:<34} {:<8} {}\n",
+                    c.id, c.name, c.severity, c.doc
+                ));
+            }
+            s
+        }
+        other => bail!("unknown format '{other}' for checks (expected text or json)"),
+    };
+    output::write_out(None, &text)?;
+    Ok(0)
+}
+
+fn scan_options(
+    flags: &ScanFlags,
+    fail_on: Option<Severity>,
+    config_patterns: &[PathBuf],
+) -> Result<ScanOptions> {
+    let mut o = ScanOptions::default();
+    if let Some(f) = fail_on {
+        o.fail_on = f;
+    }
+    if let Some(j) = flags.jaccard {
+        if !(j > 0.0 && j <= 1.0) {
+            bail!("--jaccard {j} is not in (0, 1]");
+        }
+        o.near_dup_threshold = j;
+    }
+    if let Some(n) = flags.trigger_min_count {
+        if n < 2 {
+            bail!("--trigger-min-count must be at least 2");
+        }
+        o.trigger_min_count = n;
+    }
+    for p in config_patterns.iter().chain(&flags.patterns) {
+        let extra = PatternSet::load(p)?;
+        o.patterns.extend(extra);
+    }
+    o.disabled = flags.disable.clone();
+    let known = all_checks();
+    for d in &o.disabled {
+        if !known.iter().any(|c| c.id == d || c.name == d) {
+            bail!("--disable {d}: no such check (see `tunegate checks`)");
+        }
+    }
+    Ok(o)
+}
+
+fn scan(
+    paths: &[PathBuf],
+    flags: &ScanFlags,
+    opts: &ScanOptions,
+    args: &ReportArgs,
+) -> Result<Report> {
+    if let Some(out) = &flags.write_clean {
+        for p in paths {
+            if same_file(p, out) {
+                bail!(
+                    "--write-clean {} would overwrite an input; tunegate never modifies its input",
+                    out.display()
+                );
+            }
+        }
+    }
+    let progress = args.progress();
+    let ds = tunegate_dataset::read::read_paths(paths, flags.schema, progress.as_ref())?;
+    let report = tunegate_dataset::scan::scan(&ds, opts, progress.as_ref())?;
+    if let Some(out) = &flags.write_clean {
+        let kept = tunegate_dataset::scan::write_clean(&ds, &report, out)?;
+        if !args.quiet {
+            eprintln!(
+                "tunegate: wrote {kept} clean records to {} (dropped records with findings at {} or above)",
+                out.display(),
+                report.fail_on
+            );
+        }
+    }
+    Ok(report)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y || y.starts_with(&x),
+        _ => false,
+    }
+}
+
+/// The threat model's dataset telemetry for node_exporter's textfile collector.
+fn dataset_metrics(report: &Report) -> String {
+    let mut s = String::new();
+    s.push_str("# HELP finetuning_dataset_examples_total Records read by the dataset gate.\n");
+    s.push_str("# TYPE finetuning_dataset_examples_total counter\n");
+    let version = report
+        .subjects
+        .first()
+        .and_then(|x| x.digest.get("sha256"))
+        .map(|d| d[..12.min(d.len())].to_string())
+        .unwrap_or_default();
+    for subj in &report.subjects {
+        let v = subj
+            .digest
+            .get("sha256")
+            .map(|d| &d[..12.min(d.len())])
+            .unwrap_or("");
+        let n = report
+            .findings
+            .iter()
+            .filter(|f| f.location.file.as_deref() == Some(subj.name.as_str()))
+            .count();
+        let _ = n;
+        s.push_str(&format!(
+            "finetuning_dataset_examples_total{{source=\"{}\",version=\"{}\"}} {}\n",
+            label(&subj.name),
+            label(v),
+            if report.subjects.len() == 1 {
+                report.summary.records.unwrap_or(0)
+            } else {
+                0
+            }
+        ));
+    }
+    let _ = version;
+    s.push_str("# HELP finetuning_dataset_poisoning_scan_result Dataset scan results per check: findings at or above the gate threshold (fail) or none (pass).\n");
+    s.push_str("# TYPE finetuning_dataset_poisoning_scan_result counter\n");
+    for c in tunegate_dataset::CHECKS {
+        let failing = report
+            .findings
+            .iter()
+            .filter(|f| f.id == c.id && f.severity >= report.fail_on)
+            .count();
+        let result = if failing > 0 { "fail" } else { "pass" };
+        s.push_str(&format!(
+            "finetuning_dataset_poisoning_scan_result{{scan_type=\"{}\",result=\"{}\"}} 1\n",
+            label(c.name.trim_start_matches("dataset.")),
+            result
+        ));
+    }
+    s
+}
+
+fn check(config: &Path, args: &ReportArgs) -> Result<u8> {
+    let cfg = Config::load(config)?;
+    let Some(d) = &cfg.dataset else {
+        bail!(
+            "{}: no [dataset] section: nothing to check",
+            config.display()
+        );
+    };
+    let schema = d
+        .schema
+        .as_deref()
+        .map(str::parse::<Schema>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let flags = ScanFlags {
+        schema,
+        jaccard: d.near_duplicate_threshold,
+        trigger_min_count: d.trigger_min_count,
+        patterns: Vec::new(),
+        disable: d.disable.clone(),
+        write_clean: None,
+    };
+    let patterns: Vec<PathBuf> = d.patterns.iter().map(|p| cfg.resolve(p)).collect();
+    let fail_on = args.fail_on.or(d.fail_on);
+    let opts = scan_options(&flags, fail_on, &patterns)?;
+    let paths: Vec<PathBuf> = d.paths.iter().map(|p| cfg.resolve(p)).collect();
+    let mut args = args.clone();
+    if let Some(r) = &cfg.report {
+        if args.format.is_none() {
+            if let Some(f) = &r.format {
+                args.format = Some(
+                    f.parse()
+                        .map_err(|e: String| anyhow::anyhow!("{}: {e}", config.display()))?,
+                );
+            }
+        }
+        if args.output.is_none() {
+            args.output = r.output.as_ref().map(|p| cfg.resolve(p));
+        }
+    }
+    // Every run verifies the lock first and fails closed on drift.
+    let lock = cfg.resolve(d.lock.as_deref().unwrap_or(Path::new("tunegate.lock")));
+    if !lock.exists() {
+        bail!(
+            "{}: lock file {} does not exist; create it with `tunegate dataset lock` and commit it",
+            config.display(),
+            lock.display()
+        );
+    }
+    let progress = args.progress();
+    let drift = tunegate_dataset::lock::verify(&lock, progress.as_ref())?;
+    drop(progress);
+    let mut rep = scan(&paths, &flags, &opts, &args)?;
+    rep.findings.extend(drift);
+    rep.finish();
+    args.emit(&rep, &dataset_metrics(&rep))
+}
