@@ -52,7 +52,8 @@ pub struct Corpus {
     pub response: View,
     /// Rejected side of preference pairs.
     pub rejected: View,
-    /// xxh3-128 of the whole normalized record (prompt, response, rejected, label).
+    /// xxh3-128 over the per-role digests and the normalized label: equal exactly when the
+    /// normalized prompt, response, rejected text and label are all equal.
     pub record_hash: Vec<u128>,
     /// Token id → token text.
     pub vocab: Vec<String>,
@@ -105,31 +106,46 @@ fn prepare(r: &crate::Record) -> Prepared {
         chars: [0; 3],
         record: 0,
     };
-    let mut all = xxhash_rust::xxh3::Xxh3::new();
     for (k, role) in ROLES.iter().enumerate() {
-        if !r.has(*role) {
+        let mut fields = r.fields.iter().filter(|f| f.role == *role);
+        let Some(first) = fields.next() else {
             continue;
-        }
-        let n = normalize(&r.text_of(*role));
+        };
+        // One field per role is the common case: normalize it in place, no joined copy.
+        let n = if fields.next().is_none() {
+            normalize(&first.text)
+        } else {
+            normalize(&r.text_of(*role))
+        };
         p.present[k] = true;
         p.hash[k] = xxh3_128(n.as_bytes());
-        p.chars[k] = n.chars().count() as u32;
+        p.chars[k] = if n.is_ascii() {
+            n.len() as u32
+        } else {
+            n.chars().count() as u32
+        };
         let base = n.as_ptr() as usize;
-        p.toks[k] = words(&n)
-            .map(|w| {
-                let start = (w.as_ptr() as usize - base) as u32;
-                (
-                    xxhash_rust::xxh3::xxh3_64(w.as_bytes()),
-                    start,
-                    start + w.len() as u32,
-                )
-            })
-            .collect();
-        all.update(n.as_bytes());
-        all.update(&[1]);
+        let mut toks = Vec::with_capacity(n.len() / 5 + 1);
+        toks.extend(words(&n).map(|w| {
+            let start = (w.as_ptr() as usize - base) as u32;
+            (
+                xxhash_rust::xxh3::xxh3_64(w.as_bytes()),
+                start,
+                start + w.len() as u32,
+            )
+        }));
+        p.toks[k] = toks;
         p.text[k] = n;
     }
+    // The whole-record digest combines the per-role digests (and the label) instead of hashing
+    // the text a second time.
+    let mut all = xxhash_rust::xxh3::Xxh3::new();
+    for k in 0..3 {
+        all.update(&[u8::from(p.present[k])]);
+        all.update(&p.hash[k].to_le_bytes());
+    }
     if let Some(l) = &r.label {
+        all.update(&[2]);
         all.update(normalize(l).as_bytes());
     }
     p.record = all.digest128();
@@ -151,8 +167,9 @@ impl Corpus {
             v.chars.reserve(ds.records.len());
         }
         let mut record_hash = Vec::with_capacity(ds.records.len());
-        for chunk in ds.records.chunks(CHUNK) {
-            let prepared: Vec<Prepared> = chunk.par_iter().map(prepare).collect();
+        // Pipeline: while one chunk is interned (sequential, deterministic ids), the next one
+        // is normalized and tokenized on the other threads.
+        let mut intern_chunk = |prepared: Vec<Prepared>| {
             for p in &prepared {
                 for (k, v) in views.iter_mut().enumerate() {
                     for &(h, s, e) in &p.toks[k] {
@@ -169,6 +186,21 @@ impl Corpus {
                 }
                 record_hash.push(p.record);
             }
+        };
+        let mut pending: Option<Vec<Prepared>> = None;
+        for chunk in ds.records.chunks(CHUNK) {
+            let (prepared, ()) = rayon::join(
+                || chunk.par_iter().map(prepare).collect::<Vec<Prepared>>(),
+                || {
+                    if let Some(p) = pending.take() {
+                        intern_chunk(p);
+                    }
+                },
+            );
+            pending = Some(prepared);
+        }
+        if let Some(p) = pending.take() {
+            intern_chunk(p);
         }
         let [prompt, response, rejected] = views;
         Corpus {

@@ -46,11 +46,17 @@ impl ScanOptions {
     }
 }
 
-/// Runs every detector over `ds` and returns the report (verdict computed).
+/// Runs every detector over `ds` and returns the report (verdict computed). With the
+/// environment variable `TUNEGATE_TIMINGS` set, each stage's wall time goes to stderr.
 pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result<Report> {
+    let timings = std::env::var_os("TUNEGATE_TIMINGS").is_some();
+    let t0 = std::time::Instant::now();
     progress.start("indexing", 0);
     let corpus = Corpus::build(ds);
     progress.finish();
+    if timings {
+        eprintln!("timing: corpus {:.2?} {}", t0.elapsed(), mem());
+    }
     let ctx = Ctx {
         ds,
         corpus: &corpus,
@@ -70,9 +76,13 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
     ];
     let mut out = Output::default();
     progress.start("detectors", detectors.len() as u64);
-    for (_, d) in detectors {
+    for (name, d) in detectors {
+        let t = std::time::Instant::now();
         out.extend(d(&ctx));
         progress.advance(1);
+        if timings {
+            eprintln!("timing: {name} {:.2?} {}", t.elapsed(), mem());
+        }
     }
     progress.finish();
 
@@ -87,6 +97,21 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
     report.charts = out.charts;
     report.finish();
     Ok(report)
+}
+
+/// Current and peak resident memory, for `TUNEGATE_TIMINGS` (Linux; empty elsewhere).
+pub fn mem() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+            .unwrap_or(0)
+    };
+    format!("(rss {} MB, peak {} MB)", get("VmRSS:"), get("VmHWM:"))
 }
 
 /// Writes the records of `ds` that have no finding at or above `report.fail_on` to `out`,
@@ -109,22 +134,11 @@ pub fn write_clean(ds: &Dataset, report: &Report, out: &PathBuf) -> Result<u64> 
     let file = std::fs::File::create(out).map_err(|e| crate::Error::io(out, e))?;
     let mut w = std::io::BufWriter::new(file);
     let mut kept = 0u64;
+    let mut header: Option<Vec<u8>> = None;
+    let mut ends_with_newline = true;
     for (fi, info) in ds.files.iter().enumerate() {
         let mut src =
             std::fs::File::open(&info.path).map_err(|e| crate::Error::io(&info.path, e))?;
-        if info.format == crate::Format::Csv {
-            // The header row is copied once, from the first file.
-            if fi == 0 {
-                if let Some(first) = ds.records.iter().find(|r| r.file == 0) {
-                    if let Some((start, _)) = first.raw {
-                        let mut head = vec![0u8; start as usize];
-                        src.read_exact(&mut head)
-                            .map_err(|e| crate::Error::io(&info.path, e))?;
-                        w.write_all(&head).map_err(|e| crate::Error::io(out, e))?;
-                    }
-                }
-            }
-        }
         let mut raws: Vec<(u64, (u64, u64))> = ds
             .records
             .iter()
@@ -138,6 +152,28 @@ pub fn write_clean(ds: &Dataset, report: &Report, out: &PathBuf) -> Result<u64> 
             )
             .collect();
         raws.sort_unstable();
+        if info.format == crate::Format::Csv {
+            // The header is everything before the first record, malformed ones included; it is
+            // written once and every later file must carry the same header.
+            let first = raws.iter().map(|r| r.1 .0).min().unwrap_or(info.size);
+            let mut head = vec![0u8; first as usize];
+            src.read_exact(&mut head)
+                .map_err(|e| crate::Error::io(&info.path, e))?;
+            match &header {
+                None => {
+                    w.write_all(&head).map_err(|e| crate::Error::io(out, e))?;
+                    ends_with_newline = head.last().is_none_or(|&b| b == b'\n');
+                    header = Some(head);
+                }
+                Some(h) if *h == head => {}
+                Some(_) => {
+                    return Err(crate::Error::Usage(format!(
+                        "--write-clean: {} has a different CSV header from {}; write each file separately",
+                        info.path, ds.files[0].path
+                    )))
+                }
+            }
+        }
         for (index, (start, end)) in raws {
             if bad.contains(&(info.path.as_str(), index)) {
                 continue;
@@ -146,7 +182,12 @@ pub fn write_clean(ds: &Dataset, report: &Report, out: &PathBuf) -> Result<u64> 
             src.seek(SeekFrom::Start(start))
                 .and_then(|_| src.read_exact(&mut buf))
                 .map_err(|e| crate::Error::io(&info.path, e))?;
+            // A file whose last line has no newline must not run into the next record.
+            if !ends_with_newline {
+                w.write_all(b"\n").map_err(|e| crate::Error::io(out, e))?;
+            }
             w.write_all(&buf).map_err(|e| crate::Error::io(out, e))?;
+            ends_with_newline = buf.last().is_none_or(|&b| b == b'\n');
             kept += 1;
         }
     }

@@ -773,6 +773,8 @@ fn directories_expand_sorted_skipping_hidden_and_unknown() {
     write(dir.path(), ".hidden.jsonl", line);
     write(dir.path(), ".git/x.jsonl", line);
     write(dir.path(), "README.md", b"# hi");
+    // Folder metadata in Hugging Face layouts is skipped; .json data must be named explicitly.
+    write(dir.path(), "dataset_info.json", b"{\"features\": {}}");
     let files = read::expand_paths(&[dir.path().to_path_buf()]).unwrap();
     let names: Vec<String> = files
         .iter()

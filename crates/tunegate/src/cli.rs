@@ -315,7 +315,15 @@ fn scan(
         }
     }
     let progress = args.progress();
+    let t0 = std::time::Instant::now();
     let ds = tunegate_dataset::read::read_paths(paths, flags.schema, progress.as_ref())?;
+    if std::env::var_os("TUNEGATE_TIMINGS").is_some() {
+        eprintln!(
+            "timing: read {:.2?} {}",
+            t0.elapsed(),
+            tunegate_dataset::scan::mem()
+        );
+    }
     let report = tunegate_dataset::scan::scan(&ds, opts, progress.as_ref())?;
     if let Some(out) = &flags.write_clean {
         let kept = tunegate_dataset::scan::write_clean(&ds, &report, out)?;

@@ -14,24 +14,54 @@ use unicode_normalization::UnicodeNormalization;
 /// runs of whitespace collapsed to one space, trimmed. `ｃｆ` and `cf` normalize alike, so
 /// look-alike evasions still count as the same token; reports always show the original text.
 pub fn normalize(text: &str) -> String {
+    if text.is_ascii() {
+        // Fast path for the common case: NFKC is the identity on ASCII and no ASCII character
+        // is default-ignorable, so only case and whitespace change.
+        let mut bytes = Vec::with_capacity(text.len());
+        let mut pending_space = false;
+        for &b in text.as_bytes() {
+            if b.is_ascii_whitespace() || b == 0x0B {
+                pending_space = !bytes.is_empty();
+                continue;
+            }
+            if pending_space {
+                bytes.push(b' ');
+                pending_space = false;
+            }
+            bytes.push(b.to_ascii_lowercase());
+        }
+        // Only ASCII bytes were pushed.
+        return String::from_utf8(bytes).unwrap_or_default();
+    }
     let mut out = String::with_capacity(text.len());
-    let mut pending_space = false;
-    for c in text.nfkc() {
+    let push = |out: &mut String, pending_space: &mut bool, c: char| {
         if unicode::is_default_ignorable(c) {
-            continue;
+            return;
         }
         if c.is_whitespace() {
-            pending_space = !out.is_empty();
-            continue;
+            *pending_space = !out.is_empty();
+            return;
         }
-        if pending_space {
+        if *pending_space {
             out.push(' ');
-            pending_space = false;
+            *pending_space = false;
         }
         if c.is_ascii() {
             out.push(c.to_ascii_lowercase());
         } else {
             out.extend(c.to_lowercase());
+        }
+    };
+    let mut pending_space = false;
+    if unicode_normalization::is_nfkc_quick(text.chars())
+        == unicode_normalization::IsNormalized::Yes
+    {
+        for c in text.chars() {
+            push(&mut out, &mut pending_space, c);
+        }
+    } else {
+        for c in text.nfkc() {
+            push(&mut out, &mut pending_space, c);
         }
     }
     out
@@ -59,6 +89,10 @@ mod tests {
         );
         assert_eq!(normalize("ｃｆ"), "cf");
         assert_eq!(normalize(""), "");
+        // The ASCII fast path and the general path agree.
+        assert_eq!(normalize(" A\tB\x0bC  "), "a b c");
+        assert_eq!(normalize(" A\tB\x0bC é "), "a b c é");
+        assert_eq!(normalize("Ａ\u{00A0}b"), "a b");
     }
 
     #[test]

@@ -105,29 +105,6 @@ impl Candidate {
     }
 }
 
-/// Sorted, deduplicated prompt tokens and the raw token sequence of one record.
-fn prompt_sets(ctx: &Ctx, idx: &[usize]) -> Vec<Vec<u32>> {
-    idx.par_iter()
-        .map(|&i| {
-            let mut v = ctx.corpus.prompt.tokens.of(i).to_vec();
-            v.sort_unstable();
-            v.dedup();
-            v
-        })
-        .collect()
-}
-
-/// Document frequency of each token over `sets`.
-fn doc_freq(sets: &[Vec<u32>], vocab: usize) -> Vec<u32> {
-    let mut df = vec![0u32; vocab];
-    for s in sets {
-        for &t in s {
-            df[t as usize] += 1;
-        }
-    }
-    df
-}
-
 fn contains_ngram(seq: &[u32], ng: &[u32]) -> bool {
     match ng.len() {
         1 => seq.contains(&ng[0]),
@@ -304,30 +281,65 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
     let min = ctx.opts.trigger_min_count;
     // No corpus-rarity cap here: purity towards a family that is at most a fifth of the corpus
     // already keeps common words out, and a poisoner at 3% must not slip under a 2% cap.
-    let sets = prompt_sets(ctx, idx);
-    let df = doc_freq(&sets, ctx.corpus.vocab.len());
+    // Document frequency without materializing every record's token set (bounded memory at
+    // millions of records): each thread counts into its own table, then the tables are summed.
+    let vocab = ctx.corpus.vocab.len();
+    let df: Vec<u32> = idx
+        .par_chunks(4096)
+        .fold(
+            || vec![0u32; vocab],
+            |mut acc, chunk| {
+                let mut set = Vec::new();
+                for &i in chunk {
+                    set.clear();
+                    set.extend_from_slice(ctx.corpus.prompt.tokens.of(i));
+                    set.sort_unstable();
+                    set.dedup();
+                    for &t in &set {
+                        acc[t as usize] += 1;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0u32; vocab],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        );
     // Families: identical normalized responses, and identical response openings.
-    let mut fams: HashMap<(bool, u128), Vec<usize>> = HashMap::new();
+    // Sort-based grouping: one (kind, key, position) triple per record and family kind, so
+    // memory is three words per record rather than a hash map entry per singleton family.
+    let mut keys: Vec<(bool, u128, u32)> = Vec::with_capacity(idx.len() * 2);
     for (pos, &i) in idx.iter().enumerate() {
         let toks = ctx.corpus.response.tokens.of(i);
         if toks.is_empty() {
             continue;
         }
-        fams.entry((true, ctx.corpus.response.hash[i]))
-            .or_default()
-            .push(pos);
+        keys.push((true, ctx.corpus.response.hash[i], pos as u32));
         if toks.len() > PREFIX_TOKENS {
             let mut h = 0xcbf2_9ce4_8422_2325u128;
             for &t in &toks[..PREFIX_TOKENS] {
                 h = (h ^ t as u128).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
             }
-            fams.entry((false, h)).or_default().push(pos);
+            keys.push((false, h, pos as u32));
         }
     }
-    let mut families: Vec<((bool, u128), Vec<usize>)> = fams
-        .into_iter()
-        .filter(|(_, m)| m.len() >= min && m.len() * 5 <= n)
-        .collect();
+    keys.par_sort_unstable();
+    let mut families: Vec<((bool, u128), Vec<usize>)> = Vec::new();
+    for run in keys.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        if run.len() >= min && run.len() * 5 <= n {
+            families.push((
+                (run[0].0, run[0].1),
+                run.iter().map(|k| k.2 as usize).collect(),
+            ));
+        }
+    }
+    drop(keys);
     families.sort_unstable_by_key(|(_, m)| m[0]);
     // An opening family identical to an exact family adds nothing.
     let exact_members: HashSet<Vec<usize>> = families
@@ -343,7 +355,10 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
         let prior = size as f64 / n as f64;
         let mut cnt: HashMap<u32, usize> = HashMap::new();
         for &p in members {
-            for &t in &sets[p] {
+            let mut set = ctx.corpus.prompt.tokens.of(idx[p]).to_vec();
+            set.sort_unstable();
+            set.dedup();
+            for &t in &set {
                 *cnt.entry(t).or_default() += 1;
             }
         }

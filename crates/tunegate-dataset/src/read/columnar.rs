@@ -67,6 +67,51 @@ fn schema_for(ctx: &Ctx, cols: &[String]) -> Result<Schema> {
     }
 }
 
+/// The byte ranges of each row group's column chunks, checked to lie inside a source of
+/// `file_len` bytes. The decoder asserts on negative offsets instead of returning an error, so
+/// this runs before any row is decoded.
+fn row_group_ranges<R: ChunkReader + 'static>(
+    reader: &SerializedFileReader<R>,
+    file_len: u64,
+    ctx: &Ctx,
+) -> Result<Vec<Vec<(u64, u64)>>> {
+    let meta = reader.metadata();
+    let mut out = Vec::with_capacity(meta.num_row_groups());
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        if rg.num_rows() < 0 {
+            return Err(Error::unreadable(
+                ctx.path,
+                format!("row group {g} has a negative row count"),
+            ));
+        }
+        let mut ranges = Vec::with_capacity(rg.columns().len());
+        for col in rg.columns() {
+            let start = col
+                .dictionary_page_offset()
+                .unwrap_or_else(|| col.data_page_offset());
+            let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(col.compressed_size()))
+            else {
+                return Err(Error::unreadable(
+                    ctx.path,
+                    format!("row group {g} has a negative column offset or size"),
+                ));
+            };
+            match start.checked_add(len) {
+                Some(end) if end <= file_len => ranges.push((start, len)),
+                _ => {
+                    return Err(Error::unreadable(
+                        ctx.path,
+                        format!("row group {g} points past the end of the file"),
+                    ))
+                }
+            }
+        }
+        ranges.sort_unstable();
+        out.push(ranges);
+    }
+    Ok(out)
+}
+
 /// Reads rows from a Parquet source whose bytes were already hashed (`sha256`, `size`).
 pub(crate) fn read<R: ChunkReader + 'static>(
     src: R,
@@ -75,9 +120,11 @@ pub(crate) fn read<R: ChunkReader + 'static>(
     size: u64,
 ) -> Result<FileData> {
     guarded(ctx, || {
+        let file_len = src.len();
         let reader = open(ctx, src)?;
         let cols = columns(&reader);
         let schema = schema_for(ctx, &cols)?;
+        row_group_ranges(&reader, file_len, ctx)?;
         let rows = reader
             .get_row_iter(None)
             .map_err(|e| Error::unreadable(ctx.path, format!("cannot read rows: {e}")))?;
@@ -157,34 +204,11 @@ pub(crate) fn fingerprint_source<R: ChunkReader + 'static>(
         let reader = open(ctx, src)?;
         let schema = schema_for(ctx, &columns(&reader))?;
         let meta = reader.metadata();
-        let file_len = raw.len();
+        let groups = row_group_ranges(&reader, raw.len(), ctx)?;
         let mut first = 0u64;
-        let mut chunks = Vec::with_capacity(meta.num_row_groups());
-        for (g, rg) in meta.row_groups().iter().enumerate() {
+        let mut chunks = Vec::with_capacity(groups.len());
+        for (g, (rg, ranges)) in meta.row_groups().iter().zip(groups).enumerate() {
             let count = u64::try_from(rg.num_rows()).unwrap_or(0);
-            let mut ranges = Vec::with_capacity(rg.columns().len());
-            for col in rg.columns() {
-                let start = col
-                    .dictionary_page_offset()
-                    .unwrap_or_else(|| col.data_page_offset());
-                let len = col.compressed_size();
-                let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(len)) else {
-                    return Err(Error::unreadable(
-                        ctx.path,
-                        format!("row group {g} has a negative column offset or size"),
-                    ));
-                };
-                match start.checked_add(len) {
-                    Some(end) if end <= file_len => ranges.push((start, len)),
-                    _ => {
-                        return Err(Error::unreadable(
-                            ctx.path,
-                            format!("row group {g} points past the end of the file"),
-                        ))
-                    }
-                }
-            }
-            ranges.sort_unstable();
             let mut h = Sha256::new();
             for (start, len) in ranges {
                 let r = raw.get_read(start).map_err(|e| {

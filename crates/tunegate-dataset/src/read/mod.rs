@@ -247,8 +247,9 @@ pub fn format_of(path: &Path) -> Result<Format> {
 }
 
 /// Expands `paths` into dataset files: a file stays as given (its extension must be known); a
-/// directory becomes every file below it with a known extension, sorted, skipping hidden files
-/// and directories and not following symlinked directories. The same file named twice is kept
+/// directory becomes every file below it with a known extension except `.json` (folder
+/// metadata), sorted, skipping hidden files and directories and not following symlinked
+/// directories. The same file named twice is kept
 /// once. A missing path is an I/O error naming it; a directory with no dataset file is a usage
 /// error.
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -260,7 +261,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let found = dataset_files_under(p)?;
             if found.is_empty() {
                 return Err(Error::Usage(format!(
-                    "{}: directory holds no dataset files (.jsonl, .ndjson, .json, .csv, .tsv, .parquet, .pq)",
+                    "{}: directory holds no dataset files (.jsonl, .ndjson, .csv, .tsv, .parquet, .pq; name .json files explicitly)",
                     p.display()
                 )));
             }
@@ -312,7 +313,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         } else {
             ft.is_file()
         };
-        if is_file && Format::from_path(&path).is_some() {
+        // `.json` files found in a folder are metadata far more often than data (Hugging
+        // Face's dataset_info.json, state.json); name a `.json` data file explicitly to read it.
+        let is_json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        if is_file && !is_json && Format::from_path(&path).is_some() {
             out.push(path);
         }
     }
