@@ -13,8 +13,10 @@
 //!   same purity and significance.
 //! - **Family mode** (instruction, chat, prompt/completion): the *coverage*. The candidate must
 //!   explain a large share of its output family (records with one identical response, or one
-//!   identical response opening), so a harmful-request word that happens to co-occur with a
-//!   generic refusal does not fire.
+//!   identical response opening), the family must not already be explained by *other* enriched
+//!   prompt words (a generic refusal family shares many harmful-request words; a poisoned family
+//!   has nothing in common but the trigger), and tokens the family's responses echo (the topic
+//!   being answered) are never candidates.
 //!
 //! Significance is a one-sided binomial tail of the candidate's hits in the target against the
 //! target's prior; the score used for ranking is `-log10(p) × signal`.
@@ -37,6 +39,8 @@ const LABEL_MIN_CONTRADICTION: f64 = 0.7;
 const FAMILY_PURITY: f64 = 0.8;
 /// Share of its output family a family-mode candidate must cover.
 const FAMILY_MIN_COVERAGE: f64 = 0.25;
+/// Largest share of a candidate's family records that other enriched prompt words already explain.
+const FAMILY_MAX_EXPLAINED: f64 = 0.5;
 /// Largest binomial tail p for a family-mode candidate.
 const FAMILY_MAX_LOG10_P: f64 = -6.0;
 /// Response tokens that define a response-opening family.
@@ -169,6 +173,7 @@ pub fn candidates(ctx: &Ctx) -> Vec<Candidate> {
         b.flagged
             .cmp(&a.flagged)
             .then(b.score.total_cmp(&a.score))
+            .then(b.ngram.len().cmp(&a.ngram.len()))
             .then(a.text.cmp(&b.text))
     });
     out
@@ -383,6 +388,10 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
             })
             .map(|(&t, _)| t)
             .collect();
+        let enriched = |t: u32| {
+            let c = cnt.get(&t).copied().unwrap_or(0);
+            c >= min.min(3).max(2) && c * 2 >= df[t as usize] as usize && !echoed(t)
+        };
         let mut grams: Vec<(Vec<u32>, usize, usize)> = relaxed
             .iter()
             .map(|&t| (vec![t], df[t as usize] as usize, cnt[&t]))
@@ -420,9 +429,30 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
             let purity = hits as f64 / d as f64;
             let coverage = hits as f64 / size as f64;
             let log10_p = stats::log10_binomial_tail(d as u64, hits as u64, prior);
+            // Is the family already explained without the candidate? A generic refusal family
+            // is: its prompts share other enriched words ("weapon" beside "explosive"). A
+            // poisoned family is not: remove the trigger and the prompts look like any other.
+            let holders: Vec<usize> = member_idx
+                .iter()
+                .copied()
+                .filter(|&i| contains_ngram(ctx.corpus.prompt.tokens.of(i), &ng))
+                .collect();
+            let explained = holders
+                .iter()
+                .filter(|&&i| {
+                    ctx.corpus
+                        .prompt
+                        .tokens
+                        .of(i)
+                        .iter()
+                        .any(|t| !ng.contains(t) && enriched(*t))
+                })
+                .count() as f64
+                / holders.len().max(1) as f64;
             let flagged = purity >= FAMILY_PURITY
                 && coverage >= FAMILY_MIN_COVERAGE
-                && log10_p <= FAMILY_MAX_LOG10_P;
+                && log10_p <= FAMILY_MAX_LOG10_P
+                && explained <= FAMILY_MAX_EXPLAINED;
             let records: Vec<usize> = idx
                 .iter()
                 .copied()
