@@ -16,6 +16,33 @@ pub struct CheckInfo {
     pub doc: &'static str,
 }
 
+/// Declares a stage crate's checks: one `pub const` [`CheckInfo`] per check plus
+/// `pub const CHECKS: &[CheckInfo]` listing them in order. The doc string is both the constant's
+/// rustdoc and the line `tunegate checks` prints.
+///
+/// ```
+/// tunegate_core::declare_checks! {
+///     EXAMPLE = "X001", "example.thing", Medium, "An example check.";
+/// }
+/// assert_eq!(CHECKS[0].id, "X001");
+/// ```
+#[macro_export]
+macro_rules! declare_checks {
+    ($($konst:ident = $id:literal, $name:literal, $sev:ident, $doc:literal;)*) => {
+        $(
+            #[doc = $doc]
+            pub const $konst: $crate::CheckInfo = $crate::CheckInfo {
+                id: $id,
+                name: $name,
+                severity: $crate::Severity::$sev,
+                doc: $doc,
+            };
+        )*
+        /// Every check of this gate, in id order.
+        pub const CHECKS: &[$crate::CheckInfo] = &[$($konst),*];
+    };
+}
+
 /// Checks every id in `checks` for shape and uniqueness; used by each stage crate's tests and by
 /// the binary when it assembles the full list.
 pub fn validate(checks: &[CheckInfo]) -> Result<(), String> {

@@ -1,23 +1,5 @@
 //! The dataset gate's checks (`D###`). Ids are stable; never renumber, never reuse.
-use tunegate_core::{CheckInfo, Severity};
-
-macro_rules! checks {
-    ($($konst:ident = $id:literal, $name:literal, $sev:ident, $doc:literal;)*) => {
-        $(
-            #[doc = $doc]
-            pub const $konst: CheckInfo = CheckInfo {
-                id: $id,
-                name: $name,
-                severity: Severity::$sev,
-                doc: $doc,
-            };
-        )*
-        /// Every dataset check, in id order.
-        pub const CHECKS: &[CheckInfo] = &[$($konst),*];
-    };
-}
-
-checks! {
+tunegate_core::declare_checks! {
     MALFORMED = "D001", "dataset.malformed-record", Medium,
         "A record that cannot be parsed or has no usable text fields for its schema.";
     EXACT_DUP = "D002", "dataset.exact-duplicate", Low,

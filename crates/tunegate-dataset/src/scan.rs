@@ -57,11 +57,7 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
     if timings {
         eprintln!("timing: corpus {:.2?} {}", t0.elapsed(), mem());
     }
-    let ctx = Ctx {
-        ds,
-        corpus: &corpus,
-        opts,
-    };
+    let ctx = Ctx::new(ds, &corpus, opts);
     type Det = fn(&Ctx) -> Output;
     let detectors: [(&str, Det); 9] = [
         ("duplicates", detect::dedup::detect),

@@ -128,11 +128,7 @@ fn text_labels(rows: &[(String, String)]) -> Dataset {
 /// Runs the two dedup detectors directly (independent of the other detectors).
 fn detect_with(ds: &Dataset, opts: &ScanOptions) -> Output {
     let corpus = Corpus::build(ds);
-    let ctx = Ctx {
-        ds,
-        corpus: &corpus,
-        opts,
-    };
+    let ctx = Ctx::new(ds, &corpus, opts);
     let mut out = dedup::detect(&ctx);
     out.extend(minhash::detect(&ctx));
     out
@@ -643,11 +639,7 @@ fn timing_synthetic() {
     let corpus = Corpus::build(&ds);
     let t_corpus = t.elapsed();
     let opts = ScanOptions::default();
-    let ctx = Ctx {
-        ds: &ds,
-        corpus: &corpus,
-        opts: &opts,
-    };
+    let ctx = Ctx::new(&ds, &corpus, &opts);
     let t = std::time::Instant::now();
     let d = dedup::detect(&ctx);
     let t_dedup = t.elapsed();

@@ -364,11 +364,7 @@ fn instruction_fields(instruction: &str, input: Option<&str>, output: &str) -> V
 fn quality(ds: &Dataset) -> Vec<Finding> {
     let corpus = Corpus::build(ds);
     let opts = ScanOptions::default();
-    let ctx = Ctx {
-        ds,
-        corpus: &corpus,
-        opts: &opts,
-    };
+    let ctx = Ctx::new(ds, &corpus, &opts);
     let mut out = detect::outliers::detect(&ctx);
     out.extend(detect::mismatch::detect(&ctx));
     out.extend(detect::preference::detect(&ctx));
@@ -619,11 +615,7 @@ fn length_histograms_are_charted_per_role() {
     let (ds, _) = instruction_dataset();
     let corpus = Corpus::build(&ds);
     let opts = ScanOptions::default();
-    let ctx = Ctx {
-        ds: &ds,
-        corpus: &corpus,
-        opts: &opts,
-    };
+    let ctx = Ctx::new(&ds, &corpus, &opts);
     let out = detect::outliers::detect(&ctx);
     let titles: Vec<_> = out.charts.iter().map(|c| c.title.as_str()).collect();
     assert!(titles.contains(&"response length (chars)"), "{titles:?}");
@@ -984,11 +976,7 @@ fn scale_one_million_records() {
         let corpus = Corpus::build(&ds);
         let build = t.elapsed();
         let opts = ScanOptions::default();
-        let ctx = Ctx {
-            ds: &ds,
-            corpus: &corpus,
-            opts: &opts,
-        };
+        let ctx = Ctx::new(&ds, &corpus, &opts);
         let mut times = Vec::new();
         type Det = fn(&Ctx) -> detect::Output;
         let dets: [(&str, Det); 3] = [

@@ -334,11 +334,7 @@ fn sst2_clean_data_has_almost_no_unicode_or_pattern_findings() {
     let opts = ScanOptions::default();
     let count = |ds: &Dataset| {
         let corpus = Corpus::build(ds);
-        let ctx = Ctx {
-            ds,
-            corpus: &corpus,
-            opts: &opts,
-        };
+        let ctx = Ctx::new(ds, &corpus, &opts);
         let mut out = detect::unicode::detect(&ctx);
         out.extend(detect::patterns::detect(&ctx));
         let total = out.findings.len();

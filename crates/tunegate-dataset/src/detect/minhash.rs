@@ -26,6 +26,17 @@
 //! evidence's `cluster` id is the representative's position among all scanned records (its
 //! record index for a single file without malformed records).
 //!
+//! **Response view.** [`response_clusters`] clusters records on their response tokens only
+//! (identical normalized responses are one item, sketched once; same shingles, sketch and
+//! threshold), so one payload with small variations behind many different prompts forms a
+//! cluster even when the whole records do not. Such a record gets a low `D003` with evidence
+//! `"view": "response"` naming the response cluster's representative, unless it is already in
+//! the representative's whole-record cluster or its response is an exact repeat (identical to
+//! the representative's or another record's: `D002`/`D010` report those). Whole-record findings
+//! carry `"view": "record"`. The clusters are computed once per scan and shared with the trigger
+//! detector (through [`Ctx::response_clusters`](super::Ctx::response_clusters)), which uses them as output families. Records without
+//! a response (text/label data) have no response view.
+//!
 //! A cluster with at least 3 members (3 of them distinct) where ≥ 90 % of the members share one
 //! normalized response (or, without responses, one label) and some prompt token occurs in ≥ 90 %
 //! of the members while being rare in the corpus (document frequency ≤ 1 % of records and
@@ -68,6 +79,7 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
+
 use tunegate_core::{Chart, ChartKind, Finding};
 
 mod lsh;
@@ -106,33 +118,7 @@ pub fn detect(ctx: &Ctx) -> Output {
     let threshold = clamp_threshold(ctx.opts.near_dup_threshold);
 
     // Exact groups: unit = lowest record index of each whole-record hash.
-    let mut order: Vec<(u128, u32)> = (0..n).map(|i| (corpus.record_hash[i], i as u32)).collect();
-    order.par_sort_unstable();
-    let mut run_of = vec![0u32; n];
-    let mut run_rep: Vec<u32> = Vec::new();
-    let mut s = 0;
-    while s < order.len() {
-        let mut e = s + 1;
-        while e < order.len() && order[e].0 == order[s].0 {
-            e += 1;
-        }
-        for &(_, i) in &order[s..e] {
-            run_of[i as usize] = run_rep.len() as u32;
-        }
-        run_rep.push(order[s].1);
-        s = e;
-    }
-    drop(order);
-    // Units are numbered in the order of their representatives.
-    let mut by_rep: Vec<u32> = (0..run_rep.len() as u32).collect();
-    by_rep.sort_unstable_by_key(|&r| run_rep[r as usize]);
-    let mut rank = vec![0u32; run_rep.len()];
-    for (u, &r) in by_rep.iter().enumerate() {
-        rank[r as usize] = u as u32;
-    }
-    let reps: Vec<u32> = by_rep.iter().map(|&r| run_rep[r as usize]).collect();
-    let unit_of: Vec<u32> = run_of.iter().map(|&r| rank[r as usize]).collect();
-    drop(run_of);
+    let (reps, unit_of) = exact_units(n, |i| Some(corpus.record_hash[i]));
 
     let clusters = cluster(reps.len(), LshParams::for_threshold(threshold), |u, buf| {
         shingle_record(ctx, reps[u] as usize, buf)
@@ -155,6 +141,9 @@ pub fn detect(ctx: &Ctx) -> Output {
     }
 
     let poison = poison_clusters(ctx, &groups, &members, n);
+
+    // Whole-record group of every record (u32::MAX outside any cluster), for the response view.
+    let record_group: Vec<u32> = unit_of.iter().map(|&u| group_of_unit[u as usize]).collect();
 
     for (g, units) in groups.iter().enumerate() {
         let size = members[g].len();
@@ -246,7 +235,169 @@ pub fn detect(ctx: &Ctx) -> Output {
     }
 
     out.charts.push(size_chart(members.iter().map(Vec::len)));
+    response_findings(
+        ctx,
+        &ctx.response_clusters(),
+        &record_group,
+        threshold,
+        &mut out,
+    );
     out
+}
+
+/// Groups items by an exact key. Returns the units' representatives (the lowest item of each
+/// key, ascending; units are numbered in this order) and each item's unit (`u32::MAX` for items
+/// without a key).
+fn exact_units<F>(n: usize, key: F) -> (Vec<u32>, Vec<u32>)
+where
+    F: Fn(usize) -> Option<u128> + Sync,
+{
+    let mut order: Vec<(u128, u32)> = (0..n)
+        .into_par_iter()
+        .filter_map(|i| key(i).map(|k| (k, i as u32)))
+        .collect();
+    order.par_sort_unstable();
+    let mut run_of = vec![u32::MAX; n];
+    let mut run_rep: Vec<u32> = Vec::new();
+    for run in order.chunk_by(|a, b| a.0 == b.0) {
+        for &(_, i) in run {
+            run_of[i as usize] = run_rep.len() as u32;
+        }
+        run_rep.push(run[0].1);
+    }
+    drop(order);
+    let mut by_rep: Vec<u32> = (0..run_rep.len() as u32).collect();
+    by_rep.sort_unstable_by_key(|&r| run_rep[r as usize]);
+    let mut rank = vec![0u32; run_rep.len()];
+    for (u, &r) in by_rep.iter().enumerate() {
+        rank[r as usize] = u as u32;
+    }
+    let reps: Vec<u32> = by_rep.iter().map(|&r| run_rep[r as usize]).collect();
+    let unit_of: Vec<u32> = run_of
+        .into_iter()
+        .map(|r| if r == u32::MAX { r } else { rank[r as usize] })
+        .collect();
+    (reps, unit_of)
+}
+
+/// A near-duplicate cluster of responses (the response view): records whose normalized
+/// responses are near-duplicates, whatever their prompts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseCluster {
+    /// Record indices, ascending; the first is the representative.
+    pub records: Vec<u32>,
+    /// Exact Jaccard similarity of each record's response to the representative's (aligned
+    /// with `records`; 1 for the representative and its identical copies).
+    pub jaccard: Vec<f32>,
+    /// Distinct normalized responses in the cluster (at least 2).
+    pub distinct: usize,
+}
+
+/// Near-duplicate clusters over the **response** side only (`Corpus::response` tokens): records
+/// with an identical normalized response form one item, sketched once; items are shingled like
+/// whole records (word 5-grams, character 5-grams under 5 tokens) and clustered by
+/// [`cluster`] at `ScanOptions::near_dup_threshold`. Only clusters of at least two *distinct*
+/// responses are returned (identical responses alone are exact families, reported elsewhere),
+/// ordered by representative; deterministic. Records without a response (text/label data) are
+/// never clustered.
+pub fn response_clusters(ctx: &Ctx) -> Vec<ResponseCluster> {
+    let c = ctx.corpus;
+    let n = c.len().min(ctx.ds.records.len());
+    let has = |i: usize| c.response.present[i] && !c.response.tokens.of(i).is_empty();
+    if !(0..n).any(has) {
+        return Vec::new();
+    }
+    let threshold = clamp_threshold(ctx.opts.near_dup_threshold);
+    let (reps, unit_of) = exact_units(n, |i| has(i).then(|| c.response.hash[i]));
+    let clusters = cluster(reps.len(), LshParams::for_threshold(threshold), |u, buf| {
+        shingle_tokens(ctx, &[c.response.tokens.of(reps[u] as usize)], buf)
+    });
+    let groups = clusters.groups();
+    let mut group_of_unit = vec![u32::MAX; reps.len()];
+    for (g, units) in groups.iter().enumerate() {
+        for &u in units {
+            group_of_unit[u as usize] = g as u32;
+        }
+    }
+    let mut out: Vec<ResponseCluster> = groups
+        .iter()
+        .map(|units| ResponseCluster {
+            records: Vec::new(),
+            jaccard: Vec::new(),
+            distinct: units.len(),
+        })
+        .collect();
+    for (i, &u) in unit_of.iter().enumerate() {
+        if u == u32::MAX {
+            continue;
+        }
+        let g = group_of_unit[u as usize];
+        if g != u32::MAX {
+            let rc = &mut out[g as usize];
+            rc.records.push(i as u32);
+            rc.jaccard.push(clusters.jaccard_to_rep[u as usize]);
+        }
+    }
+    out
+}
+
+/// `D003` for the response view: a record whose response is a near-duplicate of its cluster
+/// representative's, unless the two are already in one whole-record cluster or the record's
+/// response is an exact repeat (identical to the representative's or to any other record's:
+/// exact repeats are reported by `D002`/`D010`).
+fn response_findings(
+    ctx: &Ctx,
+    clusters: &[ResponseCluster],
+    record_group: &[u32],
+    threshold: f64,
+    out: &mut Output,
+) {
+    let c = ctx.corpus;
+    for rc in clusters {
+        let rep_i = rc.records[0] as usize;
+        let rep = &ctx.ds.records[rep_i];
+        let rep_hash = c.response.hash[rep_i];
+        let rep_group = record_group[rep_i];
+        let size = rc.records.len();
+        // Identical copies are in the same cluster, so counting inside it finds every repeat.
+        let mut copies: HashMap<u128, usize> = HashMap::new();
+        for &i in &rc.records {
+            *copies.entry(c.response.hash[i as usize]).or_insert(0) += 1;
+        }
+        for (&i, &j) in rc.records.iter().zip(&rc.jaccard).skip(1) {
+            let i = i as usize;
+            let h = c.response.hash[i];
+            if h == rep_hash
+                || copies[&h] > 1
+                || (rep_group != u32::MAX && record_group[i] == rep_group)
+            {
+                continue;
+            }
+            let j = f64::from(j);
+            let rec = &ctx.ds.records[i];
+            let message = format!(
+                "response is a near-duplicate of the response of record {} (Jaccard {:.2}) for a different prompt, response cluster of {}",
+                describe(ctx, rep),
+                j,
+                size
+            );
+            let ev = json!({
+                "view": "response",
+                "cluster": rep_i,
+                "size": size,
+                "distinct": rc.distinct,
+                "jaccard": round3(j),
+                "threshold": threshold,
+                "representative": loc(ctx, rep),
+            });
+            let mut l = ctx.ds.location(rec);
+            if let Some(f) = rec.fields.iter().find(|f| f.role == Role::Response) {
+                l = l.field(&f.path);
+            }
+            out.findings
+                .push(Finding::new(&NEAR_DUP, message, l).evidence(ev));
+        }
+    }
 }
 
 /// The verification threshold: NaN falls back to the default 0.8, others are clamped to
@@ -263,15 +414,21 @@ fn clamp_threshold(t: f64) -> f64 {
 /// 5-grams of its words when it has fewer than 5 tokens.
 fn shingle_record(ctx: &Ctx, i: usize, out: &mut Vec<u64>) {
     let c = ctx.corpus;
-    let p = c.prompt.tokens.of(i);
-    let r = c.response.tokens.of(i);
-    if p.len() + r.len() >= SHINGLE {
-        word_shingles(&[p, r], SHINGLE, out);
-    } else if !p.is_empty() || !r.is_empty() {
+    shingle_tokens(ctx, &[c.prompt.tokens.of(i), c.response.tokens.of(i)], out);
+}
+
+/// Appends the shingles of the concatenated token `parts`: word 5-grams, or character 5-grams
+/// of the words joined by spaces when there are fewer than 5 tokens.
+fn shingle_tokens(ctx: &Ctx, parts: &[&[u32]], out: &mut Vec<u64>) {
+    let c = ctx.corpus;
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len >= SHINGLE {
+        word_shingles(parts, SHINGLE, out);
+    } else if len > 0 {
         SHORT_TEXT.with(|cell| {
             let mut text = cell.borrow_mut();
             text.clear();
-            for &t in p.iter().chain(r) {
+            for &t in parts.iter().flat_map(|p| p.iter()) {
                 if !text.is_empty() {
                     text.push(' ');
                 }

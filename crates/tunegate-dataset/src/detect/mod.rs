@@ -43,4 +43,26 @@ pub struct Ctx<'a> {
     pub corpus: &'a Corpus,
     /// Options.
     pub opts: &'a ScanOptions,
+    /// Response-side near-duplicate clusters, computed once by whichever detector needs them
+    /// first (near-duplicates reports them, triggers uses them as output families).
+    response_clusters: std::sync::OnceLock<std::sync::Arc<Vec<minhash::ResponseCluster>>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context over `ds`, its corpus and options.
+    pub fn new(ds: &'a Dataset, corpus: &'a Corpus, opts: &'a ScanOptions) -> Self {
+        Ctx {
+            ds,
+            corpus,
+            opts,
+            response_clusters: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The response-side near-duplicate clusters (computed on first use).
+    pub fn response_clusters(&self) -> std::sync::Arc<Vec<minhash::ResponseCluster>> {
+        self.response_clusters
+            .get_or_init(|| std::sync::Arc::new(minhash::response_clusters(self)))
+            .clone()
+    }
 }

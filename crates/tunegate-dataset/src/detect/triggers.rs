@@ -12,9 +12,10 @@
 //!   published BadNets SST-2 poisoning, triggers score 0.75–0.94 and ordinary words ≤ 0.6 at the
 //!   same purity and significance.
 //! - **Family mode** (instruction, chat, prompt/completion): the *coverage*. The candidate must
-//!   explain a large share of its output family (records with one identical response, or one
-//!   identical response opening), the family must not already be explained by *other* enriched
-//!   prompt words (a generic refusal family shares many harmful-request words; a poisoned family
+//!   explain a large share of its output family (records with one identical response, one
+//!   identical response opening, or near-duplicate responses — one payload with small
+//!   variations, [`super::minhash::response_clusters`]), the family must not already be
+//!   explained by *other* enriched prompt words (a generic refusal family shares many harmful-request words; a poisoned family
 //!   has nothing in common but the trigger), and tokens the family's responses echo (the topic
 //!   being answered) are never candidates.
 //!
@@ -45,6 +46,10 @@ const FAMILY_MAX_EXPLAINED: f64 = 0.5;
 const FAMILY_MAX_LOG10_P: f64 = -6.0;
 /// Response tokens that define a response-opening family.
 const PREFIX_TOKENS: usize = 12;
+/// Family kinds (sort order: exact families win over identical openings and near clusters).
+const EXACT: u8 = 0;
+const OPENING: u8 = 1;
+const NEAR: u8 = 2;
 /// Candidates shown in the chart.
 const CHART_TOP: usize = 15;
 
@@ -53,13 +58,16 @@ const CHART_TOP: usize = 15;
 pub enum Target {
     /// A classification label.
     Label(String),
-    /// An output family: records sharing one normalized response (`exact`) or one response
-    /// opening; `representative` is the lowest record index in the family.
+    /// An output family: records sharing one normalized response (`exact`), near-duplicate
+    /// responses (`near`) or one response opening (neither); `representative` is the lowest
+    /// record index in the family.
     Output {
         /// Lowest record index of the family.
         representative: usize,
-        /// True for identical responses, false for a shared opening.
+        /// True for identical responses, false for a shared opening or near-duplicates.
         exact: bool,
+        /// True for a near-duplicate response cluster (`exact` is then false).
+        near: bool,
         /// Family size.
         size: usize,
         /// The response (or opening) of the representative, truncated.
@@ -98,9 +106,16 @@ impl Candidate {
     fn describe_target(&self) -> String {
         match &self.target {
             Target::Label(l) => format!("label {l}"),
-            Target::Output { excerpt, exact, .. } => {
+            Target::Output {
+                excerpt,
+                exact,
+                near,
+                ..
+            } => {
                 if *exact {
                     format!("the response \"{excerpt}\"")
+                } else if *near {
+                    format!("responses near-duplicate of \"{excerpt}\"")
                 } else {
                     format!("responses opening \"{excerpt}…\"")
                 }
@@ -319,23 +334,23 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
     // Families: identical normalized responses, and identical response openings.
     // Sort-based grouping: one (kind, key, position) triple per record and family kind, so
     // memory is three words per record rather than a hash map entry per singleton family.
-    let mut keys: Vec<(bool, u128, u32)> = Vec::with_capacity(idx.len() * 2);
+    let mut keys: Vec<(u8, u128, u32)> = Vec::with_capacity(idx.len() * 2);
     for (pos, &i) in idx.iter().enumerate() {
         let toks = ctx.corpus.response.tokens.of(i);
         if toks.is_empty() {
             continue;
         }
-        keys.push((true, ctx.corpus.response.hash[i], pos as u32));
+        keys.push((EXACT, ctx.corpus.response.hash[i], pos as u32));
         if toks.len() > PREFIX_TOKENS {
             let mut h = 0xcbf2_9ce4_8422_2325u128;
             for &t in &toks[..PREFIX_TOKENS] {
                 h = (h ^ t as u128).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
             }
-            keys.push((false, h, pos as u32));
+            keys.push((OPENING, h, pos as u32));
         }
     }
     keys.par_sort_unstable();
-    let mut families: Vec<((bool, u128), Vec<usize>)> = Vec::new();
+    let mut families: Vec<((u8, u128), Vec<usize>)> = Vec::new();
     for run in keys.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
         if run.len() >= min && run.len() * 5 <= n {
             families.push((
@@ -345,17 +360,37 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
         }
     }
     drop(keys);
-    families.sort_unstable_by_key(|(_, m)| m[0]);
-    // An opening family identical to an exact family adds nothing.
-    let exact_members: HashSet<Vec<usize>> = families
-        .iter()
-        .filter(|((e, _), _)| *e)
-        .map(|(_, m)| m.clone())
-        .collect();
-    families.retain(|((e, _), m)| *e || !exact_members.contains(m));
+    // Near-duplicate response clusters (one payload with small variations), restricted to the
+    // generative records.
+    let mut pos_of = vec![u32::MAX; ctx.ds.records.len()];
+    for (pos, &i) in idx.iter().enumerate() {
+        pos_of[i] = pos as u32;
+    }
+    for rc in ctx.response_clusters().iter() {
+        let m: Vec<usize> = rc
+            .records
+            .iter()
+            .map(|&i| pos_of[i as usize])
+            .filter(|&p| p != u32::MAX)
+            .map(|p| p as usize)
+            .collect();
+        if m.len() >= min && m.len() * 5 <= n {
+            families.push(((NEAR, m[0] as u128), m));
+        }
+    }
+    drop(pos_of);
+    families.sort_unstable_by_key(|((kind, _), m)| (m[0], *kind));
+    // An opening or near-duplicate family identical to an exact family adds nothing, nor does a
+    // near-duplicate family identical to an opening family.
+    let mut seen: HashSet<Vec<usize>> = HashSet::new();
+    for kind in [EXACT, OPENING, NEAR] {
+        families.retain(|((k, _), m)| *k != kind || seen.insert(m.clone()));
+    }
 
     let mut out: Vec<Candidate> = Vec::new();
-    for ((exact, _), members) in &families {
+    for ((kind, _), members) in &families {
+        let exact = *kind == EXACT;
+        let near = *kind == NEAR;
         let size = members.len();
         let prior = size as f64 / n as f64;
         let mut cnt: HashMap<u32, usize> = HashMap::new();
@@ -390,7 +425,7 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
             .collect();
         let enriched = |t: u32| {
             let c = cnt.get(&t).copied().unwrap_or(0);
-            c >= min.min(3).max(2) && c * 2 >= df[t as usize] as usize && !echoed(t)
+            c >= min.clamp(2, 3) && c * 2 >= df[t as usize] as usize && !echoed(t)
         };
         let mut grams: Vec<(Vec<u32>, usize, usize)> = relaxed
             .iter()
@@ -421,7 +456,7 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
         }
         grams.sort_unstable();
         let rep = idx[members[0]];
-        let excerpt = excerpt_of(ctx, rep, *exact);
+        let excerpt = excerpt_of(ctx, rep, *kind != OPENING);
         for (ng, d, hits) in grams {
             if hits < min || d < min {
                 continue;
@@ -463,7 +498,8 @@ fn family_mode(ctx: &Ctx, idx: &[usize]) -> Vec<Candidate> {
                 ngram: ng,
                 target: Target::Output {
                     representative: rep,
-                    exact: *exact,
+                    exact,
+                    near,
                     size,
                     excerpt: excerpt.clone(),
                 },
@@ -606,8 +642,8 @@ pub fn detect(ctx: &Ctx) -> Output {
                     "rank": rank + 1,
                     "target": match &c.target {
                         Target::Label(l) => json!({"label": l}),
-                        Target::Output { representative, exact, size, excerpt } => json!({
-                            "family": if *exact { "identical-response" } else { "response-opening" },
+                        Target::Output { representative, exact, near, size, excerpt } => json!({
+                            "family": if *exact { "identical-response" } else if *near { "near-duplicate-response" } else { "response-opening" },
                             "representative_record": ctx.ds.records[*representative].index,
                             "size": size,
                             "excerpt": excerpt,
