@@ -27,6 +27,9 @@ enum Command {
     /// Dataset gate: lock, verify, diff and scan fine-tuning data.
     #[command(subcommand)]
     Dataset(DatasetCmd),
+    /// Base-model gate: scan model files without executing them.
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// List every check id with its default severity and a line of doc.
     Checks {
         /// `text` (default) or `json`.
@@ -44,6 +47,18 @@ enum Command {
     /// Work with saved reports.
     #[command(subcommand)]
     Report(ReportCmd),
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// Statically scan pickle, PyTorch zip/legacy, NumPy, safetensors, Keras/TF, GGUF and remote
+    /// code in model files or Hugging Face folders; exits 1 on findings at or above --fail-on.
+    Scan {
+        #[command(flatten)]
+        args: crate::model_cmd::ModelScanArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +234,13 @@ pub fn run() -> Result<u8> {
             ))
         }
         Command::Check { config, report } => check(&config, &report),
+        Command::Model(ModelCmd::Scan { args, report }) => {
+            let mut rep = crate::model_cmd::scan(&args)?;
+            if let Some(f) = report.fail_on {
+                rep = rep.with_fail_on(f);
+            }
+            report.emit(&rep, &crate::model_cmd::metrics(&rep))
+        }
         Command::Report(ReportCmd::Render {
             report_json,
             report,

@@ -4,9 +4,15 @@
 //! `--fail-on`, or lock drift), 2 a usage or input error (unreadable file, bad config). Reports
 //! go to stdout or `--output`; progress and chatter go to stderr and never into a report.
 mod cli;
+mod model_cmd;
 mod output;
 
 use std::process::ExitCode;
+
+// Scans allocate millions of small strings and token vectors from several threads; mimalloc's
+// thread-local heaps cut the full 1M-record scan's wall time noticeably against glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     match cli::run() {

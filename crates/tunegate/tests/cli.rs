@@ -421,3 +421,39 @@ fn write_clean_keeps_the_csv_header() {
     assert_eq!(kept.lines().count(), 41);
     assert!(!kept.contains("curl"));
 }
+
+#[test]
+fn model_scan_flags_a_pickle_that_runs_code_and_passes_plain_data() {
+    let dir = tempfile::tempdir().unwrap();
+    // Protocol 2: GLOBAL 'os system', the argument tuple, REDUCE, STOP.
+    let mut evil = vec![0x80, 2];
+    evil.extend_from_slice(b"cos\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.");
+    let bad = dir.path().join("model.pkl");
+    std::fs::write(&bad, &evil).unwrap();
+    let out = tg()
+        .args(["model", "scan", "--format", "json", "--quiet"])
+        .arg(&bad)
+        .assert()
+        .code(1);
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["gate"], "model");
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["severity"] == "critical")
+        .expect("a critical finding for os.system");
+    assert!(f["message"].as_str().unwrap().contains("system"), "{f}");
+    // A plain dict pickle: {'a': 1} at protocol 2.
+    let good = dir.path().join("plain.pkl");
+    std::fs::write(&good, b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.").unwrap();
+    tg().args(["model", "scan", "--quiet"])
+        .arg(&good)
+        .assert()
+        .code(0);
+    // The model checks are listed.
+    tg().arg("checks")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("M001"));
+}

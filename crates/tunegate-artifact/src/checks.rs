@@ -1,0 +1,45 @@
+//! The model gate's checks (`M###`). Ids are stable; never renumber, never reuse.
+tunegate_core::declare_checks! {
+    DANGEROUS_GLOBAL = "M001", "model.pickle-dangerous-global", Critical,
+        "A pickle imports a global that executes code, spawns processes, touches files or the network, imports modules or unpickles nested data.";
+    UNKNOWN_GLOBAL = "M002", "model.pickle-unknown-global", Medium,
+        "A pickle imports a global outside the checkpoint allow-list (high when it is called during load or reached through a dotted name).";
+    MALFORMED = "M003", "model.pickle-malformed", Medium,
+        "A pickle stream is truncated or invalid where CPython's unpickler would stop with an error.";
+    ARCHIVE_SUSPICIOUS = "M004", "model.archive-suspicious", High,
+        "A zip or tar container with path traversal, local/central name mismatch, flag bits, a decompression bomb or unreadable members.";
+    NUMPY_OBJECT = "M005", "model.numpy-object-array", Low,
+        "A NumPy array with object dtype: loading it with allow_pickle unpickles its content (the embedded pickle is scanned too).";
+    GLOBAL_MUTATION = "M006", "model.pickle-global-mutation", Critical,
+        "A pickle BUILDs state into an imported module or class, overwriting attributes a later import would trust.";
+    UNSCANNABLE = "M007", "model.archive-unscannable", High,
+        "A container format tunegate cannot look inside (7z): loading tools may still unpack and unpickle it.";
+    RESOURCE_LIMIT = "M008", "model.pickle-resource-limit", High,
+        "A pickle exceeds the decoder's bounds (opcodes, stack, memo or mark nesting): an expansion attack or a file too odd to trust.";
+    NOT_SCANNED = "M009", "model.format-not-scanned", Info,
+        "A file whose format this gate does not inspect yet (safetensors, Keras, GGUF, text, ...).";
+    UNRESOLVED_CALLABLE = "M010", "model.pickle-unresolved-callable", High,
+        "A pickle calls or imports something the scanner cannot resolve statically (EXT registry codes, computed callables, non-string STACK_GLOBAL operands).";
+    FRAME_DIVERGENCE = "M011", "model.pickle-frame-divergence", High,
+        "An opcode straddles a FRAME boundary: pickletools-based tools and CPython's C unpickler decode the bytes differently.";
+    TEMPLATE_INJECTION = "M012", "model.chat-template-injection", High,
+        "A chat template (tokenizer config, GGUF metadata, .jinja file) reaches for attributes a Jinja sandbox refuses (dunders, escaped underscores, attr filter): server-side template injection.";
+    KERAS_LAMBDA = "M013", "model.keras-lambda", High,
+        "A Keras model config (H5 or .keras) holds a Lambda layer, whose marshalled or source code runs when the model loads.";
+    TF_UNSAFE_OP = "M014", "model.tf-unsafe-op", High,
+        "A TensorFlow graph uses an op that runs Python or touches files (PyFunc, EagerPyFunc, ReadFile, WriteFile).";
+    REMOTE_CODE = "M015", "model.remote-code", Medium,
+        "Loading needs trust_remote_code: auto_map or custom_pipelines in a config (high when `repo--module.Class` pulls code from another repository) or Python files beside the weights.";
+    WEIGHTS_TWIN = "M016", "model.weights-twin", Info,
+        "A folder holds both safetensors and pickle weights; says which one transformers would load.";
+    SAFETENSORS_HEADER = "M017", "model.safetensors-header", Medium,
+        "A safetensors header that a strict loader rejects or that lies: length out of bounds, bad JSON, unknown dtype, shape/size disagreement, offsets out of range, overlapping or leaving gaps, non-string metadata.";
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_well_formed_and_unique() {
+        tunegate_core::checks::validate(super::CHECKS).unwrap();
+    }
+}
