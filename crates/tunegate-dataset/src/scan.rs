@@ -2,6 +2,7 @@
 use crate::corpus::Corpus;
 use crate::detect::{self, Ctx, Output};
 use crate::{Dataset, Result};
+use rayon::prelude::*;
 use std::path::PathBuf;
 use tunegate_core::progress::Progress;
 use tunegate_core::text::patterns::PatternSet;
@@ -70,17 +71,27 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
         ("labels", detect::labels::detect),
         ("preference", detect::preference::detect),
     ];
-    let mut out = Output::default();
+    // Detectors are independent: running them as parallel tasks lets one detector's sequential
+    // stretches (sorting, union-find, grouping) overlap another's parallel work. `collect` keeps
+    // their order, so the report does not depend on scheduling.
     progress.start("detectors", detectors.len() as u64);
-    for (name, d) in detectors {
-        let t = std::time::Instant::now();
-        out.extend(d(&ctx));
-        progress.advance(1);
-        if timings {
-            eprintln!("timing: {name} {:.2?} {}", t.elapsed(), mem());
-        }
-    }
+    let outputs: Vec<Output> = detectors
+        .par_iter()
+        .map(|(name, d)| {
+            let t = std::time::Instant::now();
+            let o = d(&ctx);
+            progress.advance(1);
+            if timings {
+                eprintln!("timing: {name} {:.2?} {}", t.elapsed(), mem());
+            }
+            o
+        })
+        .collect();
     progress.finish();
+    let mut out = Output::default();
+    for o in outputs {
+        out.extend(o);
+    }
 
     let mut report = Report::new("dataset", opts.fail_on);
     for f in &ds.files {

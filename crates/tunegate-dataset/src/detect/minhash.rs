@@ -14,7 +14,7 @@
 //! different domains. Records with no tokens at all are not sketched.
 //!
 //! **Sketch and candidates** (see [Scheme](#scheme) and [`cluster`]): 128 permutations
-//! `a·x + b mod 2^64` over xxh3-64 shingle hashes, banded by [`Banding::for_threshold`] (16 × 8 at
+//! `a·x + b mod 2^32` over folded xxh3-64 shingle hashes, banded by [`Banding::for_threshold`] (16 × 8 at
 //! the default threshold 0.8), sort-based candidate generation, **exact** Jaccard verification of
 //! every candidate against `ScanOptions::near_dup_threshold`, and union-find clusters whose
 //! representative is the lowest record index. The output is deterministic.
