@@ -2,8 +2,11 @@
 //! variations) are clustered, reported as `D003` with `"view": "response"`, and used as an
 //! output family by the trigger detector. Datasets are written as JSONL and read through the
 //! real reader.
+mod synth;
+
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use synth::*;
+
 use tunegate_core::progress::NoProgress;
 use tunegate_core::text::{normalize, words};
 use tunegate_core::{Finding, Severity};
@@ -11,110 +14,6 @@ use tunegate_dataset::corpus::Corpus;
 use tunegate_dataset::detect::{minhash, triggers, Ctx};
 use tunegate_dataset::read::read_paths;
 use tunegate_dataset::scan::{scan, ScanOptions};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const NOUNS: &[&str] = &[
-    "garden",
-    "river",
-    "engine",
-    "library",
-    "market",
-    "bridge",
-    "kitchen",
-    "forest",
-    "harbor",
-    "museum",
-    "station",
-    "village",
-    "castle",
-    "desert",
-    "island",
-    "factory",
-    "theater",
-    "school",
-    "orchard",
-    "canyon",
-    "glacier",
-    "meadow",
-    "tunnel",
-    "lighthouse",
-    "bakery",
-    "stadium",
-    "airport",
-    "vineyard",
-    "monastery",
-    "workshop",
-];
-const ADJS: &[&str] = &[
-    "quiet", "old", "busy", "small", "famous", "hidden", "modern", "ancient", "crowded", "remote",
-    "sunny", "foggy", "narrow", "wide", "colorful", "historic", "peaceful", "noisy", "elegant",
-];
-const VERBS: &[&str] = &[
-    "Describe",
-    "Write a short story about",
-    "List three facts about",
-    "Explain the history of",
-    "Give tips for visiting",
-    "Summarize a guide to",
-    "Compose a poem about",
-    "Plan a day at",
-];
-const FILL: &[&str] = &[
-    "people", "morning", "light", "sound", "walls", "paths", "visitors", "stones", "water", "wind",
-    "shadows", "colors", "music", "history", "trees", "roads", "windows", "evening",
-];
-
-fn sentence(rng: &mut Rng, n: usize) -> String {
-    (0..n).map(|_| rng.pick(FILL)).collect::<Vec<_>>().join(" ")
-}
-
-fn instruction(rng: &mut Rng) -> (String, String) {
-    let (v, a, n) = (rng.pick(VERBS), rng.pick(ADJS), rng.pick(NOUNS));
-    let out = format!(
-        "The {a} {n} has {} and {}. {}",
-        sentence(rng, 3),
-        sentence(rng, 2),
-        sentence(rng, 6)
-    );
-    (format!("{v} the {a} {n}."), out)
-}
-
-fn write_jsonl(dir: &Path, name: &str, lines: &[serde_json::Value]) -> PathBuf {
-    let p = dir.join(name);
-    let text: String = lines.iter().map(|v| format!("{v}\n")).collect();
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn scan_file(p: &Path) -> Vec<Finding> {
-    let ds = read_paths(&[p.to_path_buf()], None, &NoProgress).unwrap();
-    scan(&ds, &ScanOptions::default(), &NoProgress)
-        .unwrap()
-        .findings
-}
-
-fn records_of(fs: &[Finding], id: &str) -> BTreeSet<u64> {
-    fs.iter()
-        .filter(|f| f.id == id)
-        .filter_map(|f| f.location.record)
-        .collect()
-}
 
 fn response_view(fs: &[Finding]) -> Vec<&Finding> {
     fs.iter()

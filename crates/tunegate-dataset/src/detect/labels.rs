@@ -11,6 +11,7 @@
 //!
 //! Signal 1 alone is `low` (naive Bayes is over-confident on short texts: on clean SST-2 it
 //! puts ~1% of records below 1e-3); both together are `medium`.
+use super::mismatch::lexical::jaccard;
 use super::nb::NaiveBayes;
 use super::{Ctx, Output};
 use crate::checks::LABEL_NOISE;
@@ -25,27 +26,6 @@ pub const LOW_P: f64 = 1e-3;
 pub const NEIGHBOUR_JACCARD: f64 = 0.5;
 /// Neighbours with another label needed for `medium`.
 pub const MIN_NEIGHBOURS: usize = 2;
-
-fn jaccard(a: &[u32], b: &[u32]) -> f64 {
-    let (mut i, mut j, mut inter) = (0, 0, 0usize);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                inter += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    let union = a.len() + b.len() - inter;
-    if union == 0 {
-        0.0
-    } else {
-        inter as f64 / union as f64
-    }
-}
 
 /// Runs the detector.
 pub fn detect(ctx: &Ctx) -> Output {
@@ -159,13 +139,4 @@ pub fn detect(ctx: &Ctx) -> Output {
         );
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn jaccard_of_sorted_sets() {
-        assert_eq!(super::jaccard(&[1, 2, 3], &[2, 3, 4]), 0.5);
-        assert_eq!(super::jaccard(&[], &[]), 0.0);
-    }
 }
