@@ -59,6 +59,14 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
         eprintln!("timing: corpus {:.2?} {}", t0.elapsed(), mem());
     }
     let ctx = Ctx::new(ds, &corpus, opts);
+    // Two detectors read the response-side clusters. Computing them here, before the detectors
+    // run as parallel tasks, keeps a task from blocking a pool thread on the other's
+    // initialisation (which would leave the clustering one thread to run on).
+    let t = std::time::Instant::now();
+    ctx.response_clusters();
+    if timings {
+        eprintln!("timing: response clusters {:.2?} {}", t.elapsed(), mem());
+    }
     type Det = fn(&Ctx) -> Output;
     let detectors: [(&str, Det); 9] = [
         ("duplicates", detect::dedup::detect),
