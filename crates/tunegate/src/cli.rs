@@ -367,41 +367,30 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The threat model's dataset telemetry for node_exporter's textfile collector.
+/// The threat model's dataset telemetry for node_exporter's textfile collector. The record
+/// count is for the whole run: `source` names the (first) file and how many more were read,
+/// `version` is the first file's sha256 prefix.
 fn dataset_metrics(report: &Report) -> String {
     let mut s = String::new();
     s.push_str("# HELP finetuning_dataset_examples_total Records read by the dataset gate.\n");
     s.push_str("# TYPE finetuning_dataset_examples_total counter\n");
-    let version = report
-        .subjects
-        .first()
-        .and_then(|x| x.digest.get("sha256"))
-        .map(|d| d[..12.min(d.len())].to_string())
-        .unwrap_or_default();
-    for subj in &report.subjects {
-        let v = subj
+    if let Some(first) = report.subjects.first() {
+        let version = first
             .digest
             .get("sha256")
             .map(|d| &d[..12.min(d.len())])
             .unwrap_or("");
-        let n = report
-            .findings
-            .iter()
-            .filter(|f| f.location.file.as_deref() == Some(subj.name.as_str()))
-            .count();
-        let _ = n;
+        let source = match report.subjects.len() {
+            1 => first.name.clone(),
+            n => format!("{} (+{} more)", first.name, n - 1),
+        };
         s.push_str(&format!(
             "finetuning_dataset_examples_total{{source=\"{}\",version=\"{}\"}} {}\n",
-            label(&subj.name),
-            label(v),
-            if report.subjects.len() == 1 {
-                report.summary.records.unwrap_or(0)
-            } else {
-                0
-            }
+            label(&source),
+            label(version),
+            report.summary.records.unwrap_or(0)
         ));
     }
-    let _ = version;
     s.push_str("# HELP finetuning_dataset_poisoning_scan_result Dataset scan results per check: findings at or above the gate threshold (fail) or none (pass).\n");
     s.push_str("# TYPE finetuning_dataset_poisoning_scan_result counter\n");
     for c in tunegate_dataset::CHECKS {
