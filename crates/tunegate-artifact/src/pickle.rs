@@ -362,6 +362,22 @@ fn str_val(s: &str) -> Val {
     }
 }
 
+/// A protocol-0 decimal literal (INT, LONG): its value when it fits `i128`, an opaque value when
+/// it is a longer run of digits and signs, `None` when it is not a number at all.
+fn text_int(s: &str) -> Option<Val> {
+    match s.parse::<i128>() {
+        Ok(v) => Some(Val::Int(v)),
+        Err(_)
+            if !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') =>
+        {
+            Some(Val::Other)
+        }
+        Err(_) => None,
+    }
+}
+
 impl<'a> Machine<'a> {
     fn new(data: &'a [u8], base: u64, end_abs: u64, st: State) -> Self {
         Machine {
@@ -777,16 +793,9 @@ impl<'a> Machine<'a> {
                 let s = std::str::from_utf8(l).unwrap_or("").trim();
                 let v = match s {
                     "00" | "01" => Val::Other,
-                    s => match s.parse::<i128>() {
-                        Ok(v) => Val::Int(v),
-                        Err(_)
-                            if !s.is_empty()
-                                && s.bytes()
-                                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') =>
-                        {
-                            Val::Other
-                        }
-                        Err(_) => return Err(self.err(at, "INT: invalid literal")),
+                    s => match text_int(s) {
+                        Some(v) => v,
+                        None => return Err(self.err(at, "INT: invalid literal")),
                     },
                 };
                 self.push(v, at)?;
@@ -808,16 +817,8 @@ impl<'a> Machine<'a> {
                 let l = self.line(at)?;
                 let s = std::str::from_utf8(l).unwrap_or("").trim();
                 let s = s.strip_suffix('L').unwrap_or(s);
-                let v = match s.parse::<i128>() {
-                    Ok(v) => Val::Int(v),
-                    Err(_)
-                        if !s.is_empty()
-                            && s.bytes()
-                                .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') =>
-                    {
-                        Val::Other
-                    }
-                    Err(_) => return Err(self.err(at, "LONG: invalid literal")),
+                let Some(v) = text_int(s) else {
+                    return Err(self.err(at, "LONG: invalid literal"));
                 };
                 self.push(v, at)?;
             }
