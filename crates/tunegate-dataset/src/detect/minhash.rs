@@ -14,7 +14,7 @@
 //! different domains. Records with no tokens at all are not sketched.
 //!
 //! **Sketch and candidates** (see [Scheme](#scheme) and [`cluster`]): 128 permutations
-//! `a·x + b mod 2^32` over folded xxh3-64 shingle hashes, banded by [`Banding::for_threshold`] (16 × 8 at
+//! `a·x + b mod 2^32` over folded xxh3-64 shingle hashes, banded by [`Banding::for_threshold`] (21 × 6 at
 //! the default threshold 0.8), sort-based candidate generation, **exact** Jaccard verification of
 //! every candidate against `ScanOptions::near_dup_threshold`, and union-find clusters whose
 //! representative is the lowest record index. The output is deterministic.
@@ -54,8 +54,8 @@
 //!    (shingle, permutation) keeps signing cheap, and a unit test checks the estimator's spread
 //!    against the ideal `sqrt(J(1-J)/128)`.
 //! 3. Bands ([`Banding`], [`bands_into`]): `b × r` rows folded into `b` xxh3-64 band hashes; only
-//!    these are kept (128 bytes per record at 16 × 8). Candidate probability
-//!    `1 - (1 - J^r)^b` ([`Banding::probability`]): 0.947 at J = 0.8 for 16 × 8.
+//!    these are kept (168 bytes per record at 21 × 6). Candidate probability
+//!    `1 - (1 - J^r)^b` ([`Banding::probability`]): 0.998 at J = 0.8 for 21 × 6.
 //! 4. Candidates and clusters ([`cluster`]): per band, sort `(hash, item)` pairs, verify each run
 //!    of equal hashes by exact Jaccard ([`jaccard`]) over sorted shingle sets computed for
 //!    candidates only (every pair in runs of up to 64 items; each item against up to 32
@@ -69,7 +69,7 @@
 //! word_shingles(&[&[1, 2, 3, 4, 5, 6, 7]], SHINGLE, &mut sh);
 //! let sig = MinHasher::default().signature(&sh);
 //! let b = bands(&sig, Banding::default());
-//! assert_eq!((sig.len(), b.len()), (128, 16));
+//! assert_eq!((sig.len(), b.len()), (128, 21));
 //! ```
 use super::dedup::{describe, loc, output_key};
 use super::{Ctx, Output};

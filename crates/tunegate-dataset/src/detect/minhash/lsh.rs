@@ -200,6 +200,7 @@ where
     let b = banding.bands;
     let threshold = params.threshold;
 
+    let t0 = std::time::Instant::now();
     // 1. Band hashes, in parallel; only these are kept (b × 8 bytes per item).
     let mut band_hashes = vec![0u64; n * b];
     let mut shingled = vec![false; n];
@@ -226,6 +227,7 @@ where
             },
         );
 
+    let t_sig = t0.elapsed();
     // Shingle sets, computed on first use by candidates only.
     let sets: Vec<OnceLock<Box<[u64]>>> = (0..n).map(|_| OnceLock::new()).collect();
     let set_of = |i: u32| -> &[u64] {
@@ -297,6 +299,19 @@ where
         dsu.flatten();
     }
 
+    if std::env::var_os("TUNEGATE_TIMINGS").is_some() {
+        // Diagnostics for `TUNEGATE_TIMINGS` (see `scan`): where clustering time goes.
+        eprintln!(
+            "timing:   lsh {}x{}: {} items, {} candidate checks, {} edges; signatures {:.2?}, total {:.2?}",
+            banding.bands,
+            banding.rows,
+            stats.shingled,
+            stats.verified,
+            stats.accepted,
+            t_sig,
+            t0.elapsed()
+        );
+    }
     // 3. Representatives: the lowest item of each component.
     let mut rep_of_root = vec![u32::MAX; n];
     let mut representative = vec![0u32; n];

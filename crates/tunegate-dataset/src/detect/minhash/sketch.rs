@@ -18,8 +18,8 @@
 //!    random sets matches the binomial spread `sqrt(J(1-J)/128)` of ideal MinHash.
 //! 3. **Bands** ([`Banding`], [`bands_into`]): the signature is cut into `b` bands of `r` rows and
 //!    each band is folded into one `u64` (xxh3-64 of its rows, seeded with the band number). Only
-//!    the band hashes are kept (16 × 8 bytes per record with the default 16 × 8), which bounds the
-//!    index to 128 bytes per record. Two records become candidates when any band hash is equal,
+//!    the band hashes are kept (21 × 8 bytes per record with the default 21 × 6), which bounds the
+//!    index to 168 bytes per record. Two records become candidates when any band hash is equal,
 //!    which happens with probability `1 - (1 - J^r)^b` ([`Banding::probability`]).
 //! 4. **Verification** ([`jaccard`]) is exact, over the sorted, deduplicated shingle sets.
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -47,11 +47,15 @@ pub struct Banding {
 }
 
 impl Default for Banding {
-    /// 16 bands × 8 rows: candidate probability 0.947 at Jaccard 0.8, 0.061 at 0.5.
+    /// The banding for the default threshold 0.8 over [`NUM_PERM`] permutations: 21 bands × 6
+    /// rows (126 permutations), candidate probability 0.998 at Jaccard 0.8, 0.28 at 0.5.
     fn default() -> Self {
-        Banding { bands: 16, rows: 8 }
+        Banding::for_threshold(0.8, NUM_PERM)
     }
 }
+
+/// Candidate probability [`Banding::for_threshold`] guarantees for pairs right at the threshold.
+pub const MIN_RECALL_AT_THRESHOLD: f64 = 0.99;
 
 impl Banding {
     /// Probability that two records with Jaccard similarity `jaccard` share at least one band:
@@ -61,12 +65,14 @@ impl Banding {
         1.0 - (1.0 - j.powi(self.rows as i32)).powi(self.bands as i32)
     }
 
-    /// The banding for a verification `threshold` over `num_perm` permutations: among the
-    /// splits `b × r = num_perm`, the one with the most rows per band (fewest false candidates,
-    /// so least verification work) whose candidate probability at the threshold is still
-    /// ≥ 0.9, i.e. at most 10 % false negatives for pairs right at the threshold and far fewer
-    /// above it. Falls back to one row per band. For 128 permutations: threshold 0.8 and 0.9 give
-    /// 16 × 8, 0.95 gives 8 × 16, 0.7 gives 32 × 4, 0.5 gives 64 × 2.
+    /// The banding for a verification `threshold` with at most `num_perm` permutations: for each
+    /// row count `r` the most bands that fit (`b = num_perm / r`, so `b × r ≤ num_perm`), and among
+    /// those the split with the most rows per band (fewest false candidates, so least
+    /// verification work) whose candidate probability at the threshold is still
+    /// ≥ [`MIN_RECALL_AT_THRESHOLD`]: at most 1 % of pairs right at the threshold are missed, and
+    /// far fewer above it. Falls back to one row per band. For 128 permutations: threshold 0.8
+    /// gives 21 × 6 (0.998; 16 × 8 would miss 5.3 % of pairs at 0.8 and 0.6 % at 0.85), 0.85
+    /// gives 16 × 8, 0.9 gives 12 × 10, 0.95 gives 8 × 16, 0.7 gives 32 × 4, 0.5 gives 42 × 3.
     pub fn for_threshold(threshold: f64, num_perm: usize) -> Banding {
         let num_perm = num_perm.max(1);
         let t = if threshold.is_finite() {
@@ -79,14 +85,11 @@ impl Banding {
             rows: 1,
         };
         for rows in 1..=num_perm {
-            if num_perm % rows != 0 {
-                continue;
-            }
             let b = Banding {
                 bands: num_perm / rows,
                 rows,
             };
-            if b.probability(t) >= 0.9 {
+            if b.probability(t) >= MIN_RECALL_AT_THRESHOLD {
                 best = b;
             }
         }
@@ -377,26 +380,49 @@ mod tests {
     #[test]
     fn s_curve_of_default_banding() {
         let b = Banding::default();
-        assert_eq!(b, Banding { bands: 16, rows: 8 });
-        assert!((b.probability(0.8) - 0.947).abs() < 0.001);
-        assert!((b.probability(0.5) - 0.061).abs() < 0.001);
-        assert!(b.probability(0.9) > 0.9998);
+        assert_eq!(b, Banding { bands: 21, rows: 6 });
+        assert!((b.probability(0.8) - 0.9983).abs() < 0.0005);
+        assert!((b.probability(0.85) - 0.99992).abs() < 0.0001);
+        assert!((b.probability(0.5) - 0.2816).abs() < 0.001);
+        assert!(b.probability(0.3) < 0.02);
     }
 
     #[test]
     fn banding_for_thresholds() {
         let at = |t| Banding::for_threshold(t, 128);
-        assert_eq!(at(0.8), Banding { bands: 16, rows: 8 });
-        assert_eq!(at(0.9), Banding { bands: 16, rows: 8 });
+        assert_eq!(at(0.8), Banding { bands: 21, rows: 6 });
+        assert_eq!(at(0.85), Banding { bands: 16, rows: 8 });
+        assert_eq!(
+            at(0.9),
+            Banding {
+                bands: 12,
+                rows: 10
+            }
+        );
         assert_eq!(at(0.95), Banding { bands: 8, rows: 16 });
         assert_eq!(at(0.7), Banding { bands: 32, rows: 4 });
-        assert_eq!(at(0.5), Banding { bands: 64, rows: 2 });
-        assert_eq!(at(0.0).perms(), 128);
-        assert_eq!(at(f64::NAN), Banding { bands: 16, rows: 8 });
+        assert_eq!(at(0.5), Banding { bands: 42, rows: 3 });
+        assert_eq!(
+            at(0.0),
+            Banding {
+                bands: 128,
+                rows: 1
+            }
+        );
+        assert_eq!(at(f64::NAN), at(0.8));
         for t in [0.3, 0.6, 0.75, 0.85, 0.99] {
             let b = at(t);
-            assert_eq!(b.perms(), 128);
-            assert!(b.probability(t) >= 0.9, "{t} {b:?}");
+            assert!(b.perms() <= 128 && b.perms() > 128 - b.rows, "{t} {b:?}");
+            assert!(b.probability(t) >= MIN_RECALL_AT_THRESHOLD, "{t} {b:?}");
+            // One more row per band (with as many bands as fit) would miss the recall floor.
+            let tighter = Banding {
+                bands: 128 / (b.rows + 1),
+                rows: b.rows + 1,
+            };
+            assert!(
+                tighter.probability(t) < MIN_RECALL_AT_THRESHOLD,
+                "{t} {b:?}"
+            );
         }
     }
 
@@ -471,7 +497,8 @@ mod tests {
     #[test]
     fn bands_depend_on_rows_and_band_number() {
         let sig: Vec<u64> = (0..128).collect();
-        let b = bands(&sig, Banding::default());
+        let banding = Banding { bands: 16, rows: 8 };
+        let b = bands(&sig, banding);
         assert_eq!(b.len(), 16);
         let mut sorted = b.clone();
         sorted.sort_unstable();
@@ -479,8 +506,18 @@ mod tests {
         assert_eq!(sorted.len(), 16);
         let mut sig2 = sig.clone();
         sig2[9] = 1000; // band 1
-        let b2 = bands(&sig2, Banding::default());
+        let b2 = bands(&sig2, banding);
         let diff: Vec<usize> = (0..16).filter(|&i| b[i] != b2[i]).collect();
+        assert_eq!(diff, vec![1]);
+        // The default 21 × 6 leaves the last two values out of every band.
+        let d = Banding::default();
+        let mut sig3 = sig.clone();
+        sig3[127] = 1000;
+        assert_eq!(bands(&sig, d), bands(&sig3, d));
+        sig3[7] = 1000; // band 1 of 21 × 6
+        let b3 = bands(&sig3, d);
+        let base = bands(&sig, d);
+        let diff: Vec<usize> = (0..21).filter(|&i| base[i] != b3[i]).collect();
         assert_eq!(diff, vec![1]);
     }
 
