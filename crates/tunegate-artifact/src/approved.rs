@@ -169,17 +169,17 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<ApprovedList> {
     let mut models = Vec::new();
     for (k, v) in &table {
         match k.as_str() {
-            "version" => {
-                match v.as_integer() {
-                    Some(VERSION) => {}
-                    _ => return Err(bad(
+            "version" => match v.as_integer() {
+                Some(VERSION) => {}
+                _ => {
+                    return Err(bad(
                         file,
                         format!(
                             "version = {v} is not supported (this build reads version {VERSION})"
                         ),
-                    )),
+                    ))
                 }
-            }
+            },
             "model" => {
                 let Some(arr) = v.as_array() else {
                     return Err(bad(
@@ -286,12 +286,14 @@ fn parse_model(file: &str, i: usize, v: &toml::Value) -> Result<ApprovedModel> {
                     format!("{who}: {k} has the wrong type ({})", type_name(other)),
                 ))
             }
-            (other, _) => return Err(bad(
-                file,
-                format!(
+            (other, _) => {
+                return Err(bad(
+                    file,
+                    format!(
                     "{who}: unknown key '{other}' (expected id, revision, folder_digest, files)"
                 ),
-            )),
+                ))
+            }
         }
     }
     match (&m.files, &m.folder_digest) {
@@ -608,7 +610,7 @@ pub fn verify_tree(
     let name = entry_name(m);
     let chosen = match how {
         Chosen::Named => "--model".to_string(),
-        Chosen::Only => "the only entry".to_string(),
+        Chosen::Only => "the list's only entry".to_string(),
         Chosen::Exact => "exact match".to_string(),
         Chosen::Closest(n) => format!("closest entry: {n} of {} files match", tree.files.len()),
     };
@@ -769,7 +771,7 @@ pub fn verify_tree(
             Finding::new(
                 &checks::APPROVED_MATCH,
                 format!(
-                    "{} matches approved model {name} ({} files, folder sha256:{folder}; entry chosen by {chosen})",
+                    "{} matches approved model {name} ({} files, folder sha256:{folder}; entry chosen: {chosen})",
                     root.display(),
                     tree.files.len()
                 ),
