@@ -52,6 +52,7 @@ use crate::{checks, Error, Result};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use tunegate_core::progress::Progress;
 use tunegate_core::{Finding, Location, Report, Severity, Subject};
 
 /// The list format version this build reads and writes.
@@ -538,15 +539,16 @@ fn size_note(a: Option<u64>, b: u64) -> String {
 
 /// Hashes `target` (a file or folder) and verifies it against `list` (read from `file`), into a
 /// `model` gate report at threshold `high`. `model` names the entry to compare (an unknown id is
-/// an error); otherwise one is chosen as the module doc says.
+/// an error); otherwise one is chosen as the module doc says. Hashing reports to `progress`.
 pub fn verify(
     list: &ApprovedList,
     file: &str,
     target: &Path,
     model: Option<&str>,
     opts: &HashOptions,
+    progress: &dyn Progress,
 ) -> Result<Report> {
-    let tree = hash::hash_tree(target, opts)?;
+    let tree = hash::hash_tree_with(target, opts, progress)?;
     verify_tree(list, file, target, &tree, model)
 }
 

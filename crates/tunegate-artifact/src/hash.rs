@@ -29,6 +29,7 @@ use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use tunegate_core::progress::{NoProgress, Progress};
 
 /// Top-level folders [`walk`] skips (relative paths, no trailing slash).
 pub const IGNORED_TOP_LEVEL: &[&str] = &[".git", ".cache/huggingface"];
@@ -234,19 +235,33 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Listing) -> Result<()> {
 
 /// Walks `root` and hashes every file in parallel (see the module doc).
 pub fn hash_tree(root: &Path, opts: &HashOptions) -> Result<Tree> {
+    hash_tree_with(root, opts, &NoProgress)
+}
+
+/// [`hash_tree`] reporting bytes hashed to `progress` (step `hashing`).
+pub fn hash_tree_with(root: &Path, opts: &HashOptions, progress: &dyn Progress) -> Result<Tree> {
     let l = walk(root)?;
+    let total = l
+        .files
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    progress.start("hashing", total);
     let files = l
         .files
         .par_iter()
         .map(|(rel, abs)| {
-            let (sha256, size) = hash_file(abs, opts)?;
+            let (sha256, size) = hash_file_with(abs, opts, progress)?;
             Ok(HashedFile {
                 path: rel.clone(),
                 sha256,
                 size,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>();
+    progress.finish();
+    let files = files?;
     Ok(Tree {
         files,
         symlinks: l.symlinks,
@@ -258,14 +273,22 @@ pub fn hash_tree(root: &Path, opts: &HashOptions) -> Result<Tree> {
 /// Hex SHA-256 and size of one file: memory-mapped in windows when it is a regular file of at
 /// least `opts.mmap_min` bytes, streamed otherwise (pipes and special files included).
 pub fn hash_file(path: &Path, opts: &HashOptions) -> Result<(String, u64)> {
+    hash_file_with(path, opts, &NoProgress)
+}
+
+fn hash_file_with(
+    path: &Path,
+    opts: &HashOptions,
+    progress: &dyn Progress,
+) -> Result<(String, u64)> {
     let f = std::fs::File::open(path).map_err(io(path))?;
     let meta = f.metadata().map_err(io(path))?;
     if meta.is_file() && meta.len() >= opts.mmap_min.max(1) {
-        if let Some(r) = hash_mapped(&f, path, meta.len(), opts)? {
+        if let Some(r) = hash_mapped(&f, path, meta.len(), opts, progress)? {
             return Ok(r);
         }
     }
-    hash_stream(f, path)
+    hash_stream(f, path, progress)
 }
 
 /// Maps `size` bytes of `f` window by window. `Ok(None)` when the first window cannot be mapped
@@ -275,6 +298,7 @@ fn hash_mapped(
     path: &Path,
     size: u64,
     opts: &HashOptions,
+    progress: &dyn Progress,
 ) -> Result<Option<(String, u64)>> {
     let chunk = opts.mmap_chunk.max(1).div_ceil(1 << 16) * (1 << 16);
     let mut h = Sha256::new();
@@ -300,6 +324,7 @@ fn hash_mapped(
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
         h.update(&map[..]);
+        progress.advance(len);
         off += len;
     }
     let now = f.metadata().map_err(io(path))?.len();
@@ -311,7 +336,11 @@ fn hash_mapped(
     Ok(Some((hex::encode(h.finalize()), size)))
 }
 
-fn hash_stream(mut f: std::fs::File, path: &Path) -> Result<(String, u64)> {
+fn hash_stream(
+    mut f: std::fs::File,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -325,6 +354,7 @@ fn hash_stream(mut f: std::fs::File, path: &Path) -> Result<(String, u64)> {
             break;
         }
         h.update(&buf[..k]);
+        progress.advance(k as u64);
         n += k as u64;
     }
     Ok((hex::encode(h.finalize()), n))

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use tunegate_artifact::approved::{self, ApprovedList, ApprovedModel};
 use tunegate_artifact::hash::{self, HashOptions};
 use tunegate_artifact::Error;
+use tunegate_core::progress::NoProgress;
 use tunegate_core::{Finding, Report, Severity, Verdict};
 
 /// Small mmap windows so every shard below spans several windows.
@@ -60,7 +61,7 @@ fn approve(root: &Path, id: &str) -> ApprovedList {
 }
 
 fn verify(list: &ApprovedList, root: &Path) -> Report {
-    approved::verify(list, "approved.toml", root, None, &SMALL).unwrap()
+    approved::verify(list, "approved.toml", root, None, &SMALL, &NoProgress).unwrap()
 }
 
 fn with_id<'a>(r: &'a Report, id: &str) -> Vec<&'a Finding> {
@@ -392,10 +393,26 @@ fn entry_selection_by_digests_and_by_id() {
     assert_fails(&r);
     assert_eq!(one(&r, "M025").severity, Severity::Critical);
     // --model forces the comparison; an unknown id is an error naming the list and the ids.
-    let r = approved::verify(&list, "approved.toml", &stranger, Some("org/other"), &SMALL).unwrap();
+    let r = approved::verify(
+        &list,
+        "approved.toml",
+        &stranger,
+        Some("org/other"),
+        &SMALL,
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(with_id(&r, "M021").len(), 1);
     assert_eq!(with_id(&r, "M022").len(), 1);
-    let e = approved::verify(&list, "approved.toml", &m, Some("org/nope"), &SMALL).unwrap_err();
+    let e = approved::verify(
+        &list,
+        "approved.toml",
+        &m,
+        Some("org/nope"),
+        &SMALL,
+        &NoProgress,
+    )
+    .unwrap_err();
     let s = e.to_string();
     assert!(
         s.starts_with("approved.toml: no model with id 'org/nope'"),

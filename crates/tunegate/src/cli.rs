@@ -256,7 +256,10 @@ pub fn run() -> Result<u8> {
             report.emit(&rep, &crate::model_cmd::metrics(&rep))
         }
         Command::Model(ModelCmd::Verify { args, report }) => {
-            let mut rep = crate::model_cmd::verify(&args)?;
+            let progress = report.progress();
+            let rep = crate::model_cmd::verify(&args, progress.as_ref());
+            drop(progress);
+            let mut rep = rep?;
             if let Some(f) = report.fail_on {
                 rep = rep.with_fail_on(f);
             }

@@ -100,7 +100,10 @@ fn load_approved(path: &Path) -> Result<tunegate_artifact::approved::ApprovedLis
 
 /// Verifies the model against the approved list into a `model` gate report (threshold `high`).
 /// An unreadable path, a malformed list or an unknown `--model` is an error (exit 2).
-pub fn verify(args: &ModelVerifyArgs) -> Result<Report> {
+pub fn verify(
+    args: &ModelVerifyArgs,
+    progress: &dyn tunegate_core::progress::Progress,
+) -> Result<Report> {
     let list = load_approved(&args.approved)?;
     Ok(tunegate_artifact::approved::verify(
         &list,
@@ -108,6 +111,7 @@ pub fn verify(args: &ModelVerifyArgs) -> Result<Report> {
         &args.path,
         args.model.as_deref(),
         &HashOptions::default(),
+        progress,
     )?)
 }
 
@@ -135,7 +139,17 @@ pub fn approve(args: &ModelApproveArgs) -> Result<u8> {
             }
         }
     }
-    let tree = tunegate_artifact::hash::hash_tree(&args.path, &HashOptions::default())?;
+    let progress: Box<dyn tunegate_core::progress::Progress> = if args.quiet {
+        Box::new(tunegate_core::progress::NoProgress)
+    } else {
+        crate::output::ReportArgs::bar()
+    };
+    let tree = tunegate_artifact::hash::hash_tree_with(
+        &args.path,
+        &HashOptions::default(),
+        progress.as_ref(),
+    )?;
+    drop(progress);
     let entry = ApprovedModel::from_tree(&name, &args.id, args.revision.as_deref(), &tree)?;
     let mut list = if args.approved.exists() {
         load_approved(&args.approved)?
