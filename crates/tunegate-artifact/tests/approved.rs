@@ -577,3 +577,23 @@ fn malformed_lists_are_errors_naming_the_file_and_entry() {
         assert!(s.contains(want), "{what}: {s}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any edit of a valid list parses to a list or an error naming the list, never a panic.
+    #[test]
+    fn parse_never_panics_on_edited_lists(pos in 0usize..400, byte in proptest::prelude::any::<u8>(), cut in 0usize..400) {
+        let d = "ab".repeat(32);
+        let text = format!(
+            "version = 1\n[[model]]\nid = \"org/m\"\nrevision = \"r\"\n[model.files]\n\"a/b.json\" = \"sha256:{d}\"\n\"c\" = {{ digest = \"sha256:{d}\", size = 3 }}\n"
+        );
+        let mut b = text.into_bytes();
+        let p = pos % b.len();
+        b[p] = byte;
+        b.truncate(cut.max(1).min(b.len()));
+        if let Err(e) = approved::parse("approved.toml", &b) {
+            proptest::prop_assert!(e.to_string().starts_with("approved.toml: "));
+        }
+    }
+}
