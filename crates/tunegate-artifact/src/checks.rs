@@ -34,6 +34,22 @@ tunegate_core::declare_checks! {
         "A folder holds both safetensors and pickle weights; says which one transformers would load.";
     SAFETENSORS_HEADER = "M017", "model.safetensors-header", Medium,
         "A safetensors header that a strict loader rejects or that lies: length out of bounds, bad JSON, unknown dtype, shape/size disagreement, offsets out of range, overlapping or leaving gaps, non-string metadata.";
+    APPROVED_CHANGED = "M020", "model.approved-file-changed", Critical,
+        "A file's SHA-256 differs from the digest the approved-model list records for it (names expected and actual digests, and which approved file the content belongs to when shards were swapped).";
+    APPROVED_MISSING = "M021", "model.approved-file-missing", High,
+        "A file the approved-model entry lists is absent from the model folder.";
+    APPROVED_UNEXPECTED = "M022", "model.approved-file-unexpected", High,
+        "A file in the model folder that the approved-model entry does not list (a .py beside the weights, a swapped-in pytorch_model.bin, a renamed file).";
+    APPROVED_FOLDER_DIGEST = "M023", "model.approved-folder-digest", High,
+        "The folder digest (SHA-256 of the sorted sha256sum listing) differs from an entry that records only a folder digest.";
+    APPROVED_SYMLINK = "M024", "model.approved-symlink", High,
+        "A symbolic link inside the model folder: tunegate does not follow links, so its content is unverified and could come from outside the folder.";
+    APPROVED_NO_ENTRY = "M025", "model.approved-no-entry", Critical,
+        "No entry of the approved-model list matches the model (or several match equally well): the model is not approved.";
+    APPROVED_MATCH = "M026", "model.approved-match", Info,
+        "The model matches an approved-model entry exactly; names the id, revision and folder digest.";
+    APPROVED_IGNORED = "M027", "model.approved-ignored", Info,
+        "A top-level folder the approved-model comparison skips by rule (.git/, .cache/huggingface/).";
 }
 
 #[cfg(test)]

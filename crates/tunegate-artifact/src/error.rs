@@ -12,6 +12,34 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A fifo, socket or device inside a model folder.
+    #[error("{path}: {kind}, not a regular file, folder or symlink; refusing to read it")]
+    Special {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`a fifo`, `a socket`, `a device`).
+        kind: &'static str,
+    },
+    /// A file name that is not UTF-8 cannot be listed unambiguously.
+    #[error("{path}: file name is not UTF-8")]
+    NotUtf8 {
+        /// The path (lossy when displayed).
+        path: PathBuf,
+    },
+    /// A file changed size while it was being hashed.
+    #[error("{path}: file changed size while it was being hashed")]
+    Changed {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An approved-model list that is malformed, or a request it cannot answer.
+    #[error("{file}: {msg}")]
+    Approved {
+        /// The list as the user named it.
+        file: String,
+        /// What is wrong, naming the entry.
+        msg: String,
+    },
 }
 
 /// Result with the crate's error.

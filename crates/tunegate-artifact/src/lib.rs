@@ -8,7 +8,9 @@
 //! bits and CRCs ignored, member content sniffed instead of trusting names). [`formats`] holds
 //! byte-level checks for the other code paths: chat templates, Keras Lambda layers, TensorFlow
 //! ops, safetensors headers and `auto_map` remote code. [`scan`] turns files and folders into a
-//! `model` gate report; findings use the `M###` ids of [`checks`].
+//! `model` gate report; findings use the `M###` ids of [`checks`]. [`hash`] hashes model files
+//! and folders in parallel (memory-mapped, each file read once); [`approved`] pins models by
+//! digest in an approved-model list (`approved.toml`) and verifies a file or folder against it.
 //!
 //! Design decisions:
 //! - **Allow-list first.** Deny-lists only grade severity and explain; an unknown callable invoked
@@ -20,10 +22,12 @@
 //!   tensor storages never), safetensors header only.
 #![deny(missing_docs)]
 
+pub mod approved;
 pub mod checks;
 pub mod container;
 pub mod error;
 pub mod formats;
+pub mod hash;
 pub mod pickle;
 pub mod policy;
 pub mod scan;

@@ -59,6 +59,20 @@ enum ModelCmd {
         #[command(flatten)]
         report: ReportArgs,
     },
+    /// Verify a model file or folder against an approved-model list: exits 1 naming each
+    /// changed, missing, unexpected or linked file; 0 on an exact match.
+    Verify {
+        #[command(flatten)]
+        args: crate::model_cmd::ModelVerifyArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Hash a model file or folder and record it in an approved-model list (the entry with the
+    /// same id is replaced; other entries are kept).
+    Approve {
+        #[command(flatten)]
+        args: crate::model_cmd::ModelApproveArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +255,17 @@ pub fn run() -> Result<u8> {
             }
             report.emit(&rep, &crate::model_cmd::metrics(&rep))
         }
+        Command::Model(ModelCmd::Verify { args, report }) => {
+            let progress = report.progress();
+            let rep = crate::model_cmd::verify(&args, progress.as_ref());
+            drop(progress);
+            let mut rep = rep?;
+            if let Some(f) = report.fail_on {
+                rep = rep.with_fail_on(f);
+            }
+            report.emit(&rep, &crate::model_cmd::metrics(&rep))
+        }
+        Command::Model(ModelCmd::Approve { args }) => crate::model_cmd::approve(&args),
         Command::Report(ReportCmd::Render {
             report_json,
             report,

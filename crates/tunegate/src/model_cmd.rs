@@ -1,7 +1,8 @@
-//! `tunegate model scan`: the base-model gate's scan command. Rendering, `--fail-on` and exit
+//! `tunegate model scan`, `verify` and `approve`: the base-model gate's commands. Rendering, `--fail-on` and exit
 //! codes come from the shared report flags; this module only turns arguments into a report.
-use anyhow::Result;
-use std::path::PathBuf;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tunegate_artifact::hash::HashOptions;
 use tunegate_core::{Report, Severity};
 
 /// Every model check (`M###`), for `tunegate checks`.
@@ -50,4 +51,137 @@ pub fn metrics(report: &Report) -> String {
         u8::from(report.verdict == tunegate_core::Verdict::Fail)
     ));
     out
+}
+
+/// Arguments of `tunegate model verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelVerifyArgs {
+    /// The model: a single file or a Hugging Face folder.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The approved-model list (TOML; see `tunegate model approve`).
+    #[arg(long, value_name = "FILE")]
+    pub approved: PathBuf,
+    /// Compare with this entry (its id) instead of choosing one by digests.
+    #[arg(long, value_name = "ID")]
+    pub model: Option<String>,
+}
+
+/// Arguments of `tunegate model approve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelApproveArgs {
+    /// The model: a single file or a Hugging Face folder.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Model id to record (`org/name`).
+    #[arg(long, value_name = "ORG/NAME")]
+    pub id: String,
+    /// Upstream revision (commit or tag) to record.
+    #[arg(long, value_name = "R")]
+    pub revision: Option<String>,
+    /// The approved-model list to create or update.
+    #[arg(long, value_name = "FILE")]
+    pub approved: PathBuf,
+    /// No chatter on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Reads the approved-model list's bytes once and parses them. This is where a detached
+/// signature over the list will be checked (on these exact bytes, before parsing) once
+/// `tunegate-sign` exists; nothing re-reads the file afterwards.
+fn load_approved(path: &Path) -> Result<tunegate_artifact::approved::ApprovedList> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(tunegate_artifact::approved::parse(
+        &path.display().to_string(),
+        &bytes,
+    )?)
+}
+
+/// Verifies the model against the approved list into a `model` gate report (threshold `high`).
+/// An unreadable path, a malformed list or an unknown `--model` is an error (exit 2).
+pub fn verify(
+    args: &ModelVerifyArgs,
+    progress: &dyn tunegate_core::progress::Progress,
+) -> Result<Report> {
+    let list = load_approved(&args.approved)?;
+    Ok(tunegate_artifact::approved::verify(
+        &list,
+        &args.approved.display().to_string(),
+        &args.path,
+        args.model.as_deref(),
+        &HashOptions::default(),
+        progress,
+    )?)
+}
+
+/// Hashes the model and writes or updates its entry in the approved list (atomically: a
+/// temporary file beside it, then a rename). Returns exit code 0.
+pub fn approve(args: &ModelApproveArgs) -> Result<u8> {
+    use tunegate_artifact::approved::{ApprovedList, ApprovedModel};
+    let name = args.approved.display().to_string();
+    if std::fs::metadata(&args.path)
+        .with_context(|| format!("reading {}", args.path.display()))?
+        .is_dir()
+    {
+        let root = std::fs::canonicalize(&args.path)
+            .with_context(|| format!("reading {}", args.path.display()))?;
+        let parent = match args.approved.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Ok(dir) = std::fs::canonicalize(&parent) {
+            if dir.starts_with(&root) {
+                bail!(
+                    "{name} lies inside the model folder {}; keep the approved list outside it (it would be an unexpected file of the model)",
+                    args.path.display()
+                );
+            }
+        }
+    }
+    let progress: Box<dyn tunegate_core::progress::Progress> = if args.quiet {
+        Box::new(tunegate_core::progress::NoProgress)
+    } else {
+        crate::output::ReportArgs::bar()
+    };
+    let tree = tunegate_artifact::hash::hash_tree_with(
+        &args.path,
+        &HashOptions::default(),
+        progress.as_ref(),
+    )?;
+    drop(progress);
+    let entry = ApprovedModel::from_tree(&name, &args.id, args.revision.as_deref(), &tree)?;
+    let mut list = if args.approved.exists() {
+        load_approved(&args.approved)?
+    } else {
+        ApprovedList::default()
+    };
+    let replaced = list.upsert(entry);
+    let text = list.to_toml();
+    let tmp = args.approved.with_file_name(format!(
+        ".{}.tmp-{}",
+        args.approved
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.approved).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("writing {name}")
+    })?;
+    if !args.quiet {
+        eprintln!(
+            "tunegate: {} {} ({} file(s), folder sha256:{}) in {name}",
+            if replaced { "updated" } else { "approved" },
+            args.id,
+            tree.files.len(),
+            tree.folder_digest()
+        );
+        for ig in &tree.ignored {
+            eprintln!("tunegate: skipped {ig}/ (not model content)");
+        }
+    }
+    Ok(0)
 }
