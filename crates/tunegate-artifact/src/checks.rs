@@ -34,6 +34,20 @@ tunegate_core::declare_checks! {
         "A folder holds both safetensors and pickle weights; says which one transformers would load.";
     SAFETENSORS_HEADER = "M017", "model.safetensors-header", Medium,
         "A safetensors header that a strict loader rejects or that lies: length out of bounds, bad JSON, unknown dtype, shape/size disagreement, offsets out of range, overlapping or leaving gaps, non-string metadata.";
+    DIFF_TENSOR_SET = "M030", "model.diff-tensor-set", Medium,
+        "`model diff`: a tensor was added or removed, or changed dtype or shape, against the reference (high with --identical).";
+    DIFF_ROW_EDIT = "M031", "model.diff-row-edit", High,
+        "`model diff`: only a few rows of a tensor changed (at most 5%) while the rest are bit-identical: a targeted edit such as rewritten embedding rows.";
+    DIFF_LOCALIZED = "M032", "model.diff-localized-change", High,
+        "`model diff`: a tensor changed while at least 75% of the model's tensors are bit-identical to the reference: a targeted edit, not a full fine-tune.";
+    DIFF_OUTLIER = "M033", "model.diff-outlier-change", Medium,
+        "`model diff`: a tensor's relative change is an outlier against the other changed tensors (robust z-score of log change over 3.5 and at least 10x the median).";
+    NONFINITE_WEIGHTS = "M034", "model.weights-nonfinite", High,
+        "A tensor holds NaN or infinite values.";
+    DIFF_SUMMARY = "M035", "model.diff-summary", Info,
+        "`model diff`: how many tensors changed against the reference and by how much.";
+    DIFF_NOT_IDENTICAL = "M036", "model.diff-not-identical", High,
+        "`model diff --identical`: the model was claimed identical to the reference but some tensor differs.";
 }
 
 #[cfg(test)]

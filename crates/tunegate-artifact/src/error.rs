@@ -12,6 +12,16 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Input that weight statistics cannot be computed from: a malformed safetensors header, an
+    /// unsupported dtype, a broken index or fingerprint. The message names the tensor when there
+    /// is one.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the tensor.
+        message: String,
+    },
 }
 
 /// Result with the crate's error.

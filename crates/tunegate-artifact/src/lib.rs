@@ -8,7 +8,9 @@
 //! bits and CRCs ignored, member content sniffed instead of trusting names). [`formats`] holds
 //! byte-level checks for the other code paths: chat templates, Keras Lambda layers, TensorFlow
 //! ops, safetensors headers and `auto_map` remote code. [`scan`] turns files and folders into a
-//! `model` gate report; findings use the `M###` ids of [`checks`].
+//! `model` gate report; findings use the `M###` ids of [`checks`]. [`safetensors`] maps
+//! safetensors weights and [`weights`] fingerprints them (per-tensor statistics) and diffs a
+//! model against a reference model or a stored fingerprint.
 //!
 //! Design decisions:
 //! - **Allow-list first.** Deny-lists only grade severity and explain; an unknown callable invoked
@@ -26,7 +28,9 @@ pub mod error;
 pub mod formats;
 pub mod pickle;
 pub mod policy;
+pub mod safetensors;
 pub mod scan;
+pub mod weights;
 
 pub use checks::CHECKS;
 pub use error::{Error, Result};

@@ -59,6 +59,20 @@ enum ModelCmd {
         #[command(flatten)]
         report: ReportArgs,
     },
+    /// Per-tensor statistics of safetensors weights (dtype, shape, mean, std, min, max, L2,
+    /// quantiles, NaN/Inf counts, row hashes) as tunegate.fingerprint/v1 JSON.
+    Fingerprint {
+        #[command(flatten)]
+        args: crate::model_cmd::ModelFingerprintArgs,
+    },
+    /// Which tensors and rows changed against a reference model or fingerprint, and whether the
+    /// change looks targeted; exits 1 on findings at or above --fail-on.
+    Diff {
+        #[command(flatten)]
+        args: crate::model_cmd::ModelDiffArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -236,6 +250,14 @@ pub fn run() -> Result<u8> {
         Command::Check { config, report } => check(&config, &report),
         Command::Model(ModelCmd::Scan { args, report }) => {
             let mut rep = crate::model_cmd::scan(&args)?;
+            if let Some(f) = report.fail_on {
+                rep = rep.with_fail_on(f);
+            }
+            report.emit(&rep, &crate::model_cmd::metrics(&rep))
+        }
+        Command::Model(ModelCmd::Fingerprint { args }) => crate::model_cmd::fingerprint(&args),
+        Command::Model(ModelCmd::Diff { args, report }) => {
+            let mut rep = crate::model_cmd::diff(&args)?;
             if let Some(f) = report.fail_on {
                 rep = rep.with_fail_on(f);
             }

@@ -560,7 +560,12 @@ fn heat_color(v: f64) -> String {
         ((234.0, 88.0, 12.0), (127.0, 29.0, 29.0), t * 2.0 - 1.0)
     };
     let mix = |x: f64, y: f64| (x + (y - x) * u).round() as u8;
-    format!("#{:02x}{:02x}{:02x}", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(a.0, b.0),
+        mix(a.1, b.1),
+        mix(a.2, b.2)
+    )
 }
 
 /// Rows × columns of cells with row labels on the left, column labels above (rotated) and a
