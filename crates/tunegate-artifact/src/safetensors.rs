@@ -341,8 +341,11 @@ fn plain_name(index: &Path, f: &str) -> Result<()> {
     }
 }
 
+/// An index file and its weight map (tensor name → shard file name).
+type Index = (PathBuf, BTreeMap<String, String>);
+
 /// The shard files of `path` and, when an index was used, its weight map.
-fn shard_files(path: &Path) -> Result<(Vec<PathBuf>, Option<(PathBuf, BTreeMap<String, String>)>)> {
+fn shard_files(path: &Path) -> Result<(Vec<PathBuf>, Option<Index>)> {
     let meta = std::fs::metadata(path).map_err(io(path))?;
     let index = if meta.is_dir() {
         let i = path.join("model.safetensors.index.json");

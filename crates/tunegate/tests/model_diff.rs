@@ -90,7 +90,7 @@ fn base_model() -> Vec<T> {
         name: "model.norm.weight".into(),
         dtype: "F32",
         shape: vec![16],
-        data: f32s(&vec![1.0; 16]),
+        data: f32s(&[1.0; 16]),
     });
     v
 }
