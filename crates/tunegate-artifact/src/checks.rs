@@ -48,6 +48,8 @@ tunegate_core::declare_checks! {
         "`model diff`: how many tensors changed against the reference and by how much.";
     DIFF_NOT_IDENTICAL = "M036", "model.diff-not-identical", High,
         "`model diff --identical`: the model was claimed identical to the reference but some tensor differs.";
+    DIFF_ROW_OUTLIERS = "M037", "model.diff-row-outliers", Medium,
+        "`model diff` with reference weights: a few rows (at most 1%) of a tensor changed far more than its other rows (robust z-score over 3.5, at least 10x the median row change): edited rows hidden in a fine-tune, or tokens the fine-tune trained hard.";
 }
 
 #[cfg(test)]

@@ -32,6 +32,13 @@
 //!   medium): robust z-score (median and MAD of log10 change) over 3.5 and at least ten times
 //!   the median change, needing at least five changed tensors.
 //!
+//! With reference weights, a tensor whose rows all moved is also checked row by row
+//! ([`checks::DIFF_ROW_OUTLIERS`], medium): rows whose own relative change is a robust outlier
+//! (same rule) among its changed rows, when they are at most 1% of the rows. That finds a few
+//! rewritten embedding rows hidden inside a full fine-tune; it also fires on tokens a
+//! fine-tune legitimately trained hard (new chat-template markers), hence medium. A fingerprint
+//! holds row hashes, not row norms, so this check needs the reference weights.
+//!
 //! A full fine-tune therefore yields one info-level [`checks::DIFF_SUMMARY`]; a copy yields
 //! nothing; `--identical` adds [`checks::DIFF_NOT_IDENTICAL`] (high) for any difference. NaN or
 //! infinite values in the model are [`checks::NONFINITE_WEIGHTS`] either way. The report
@@ -367,7 +374,7 @@ pub struct TensorChange {
 }
 
 /// Which rows of a tensor changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
     /// Rows (first dimension).
     pub rows: u64,
@@ -375,6 +382,9 @@ pub struct RowChange {
     pub rows_per_unit: u64,
     /// Indices of the changed units, ascending.
     pub changed: Vec<u64>,
+    /// Each changed row's relative change `‖a_r − b_r‖ / ‖b_r‖`, parallel to `changed`
+    /// (reference weights only; empty with a fingerprint).
+    pub rel: Vec<f64>,
 }
 
 impl RowChange {
@@ -414,6 +424,36 @@ fn rel_of(diff2: f64, ref2: f64) -> f64 {
     }
 }
 
+/// Elements decoded at a time when comparing.
+const BLOCK: usize = 4096;
+
+/// `(Σ(x−y)², Σy²)` over element pairs of `a` and `b` where `y` (and for the difference `x`) is
+/// finite, decoding at most [`BLOCK`] elements at a time.
+fn pair_norms(
+    da: crate::safetensors::Dtype,
+    a: &[u8],
+    db: crate::safetensors::Dtype,
+    b: &[u8],
+    bufs: &mut (Vec<f64>, Vec<f64>),
+) -> (f64, f64) {
+    let (mut d2, mut r2) = (0.0, 0.0);
+    for (ca, cb) in a.chunks(BLOCK * da.size()).zip(b.chunks(BLOCK * db.size())) {
+        bufs.0.clear();
+        bufs.1.clear();
+        visit(da, ca, |v| bufs.0.push(v));
+        visit(db, cb, |v| bufs.1.push(v));
+        for (x, y) in bufs.0.iter().zip(&bufs.1) {
+            if y.is_finite() {
+                r2 += y * y;
+                if x.is_finite() {
+                    d2 += (x - y) * (x - y);
+                }
+            }
+        }
+    }
+    (d2, r2)
+}
+
 /// Compares two tensors of the same dtype and shape byte for byte, and numerically when they
 /// differ (in blocks; nothing is copied whole).
 pub fn compare_tensors(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor) -> TensorChange {
@@ -428,49 +468,37 @@ pub fn compare_tensors(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor) -> Tensor
     if !out.changed {
         return out;
     }
-    if let (true, Some(&rows)) = (ta.shape.len() >= 2, ta.shape.first()) {
-        if rows >= 2 && !ab.is_empty() {
-            let rb = ab.len() / rows as usize;
-            let changed = ab
-                .chunks(rb)
-                .zip(bb.chunks(rb))
-                .enumerate()
-                .filter(|(_, (x, y))| x != y)
-                .map(|(i, _)| i as u64)
-                .collect();
-            out.rows = Some(RowChange {
-                rows,
-                rows_per_unit: 1,
-                changed,
-            });
-        }
-    }
-    const BLOCK: usize = 4096;
     let s = ta.dtype.size();
-    let (mut xa, mut xb) = (Vec::with_capacity(BLOCK), Vec::with_capacity(BLOCK));
+    let rows = match ta.shape.first() {
+        Some(&r) if ta.shape.len() >= 2 && r >= 2 && !ab.is_empty() => Some(r),
+        _ => None,
+    };
+    // Compare row by row for row-structured tensors, else in blocks; decode only what differs.
+    let unit = rows.map_or(BLOCK * s, |r| ab.len() / r as usize).max(1);
+    let mut bufs = (Vec::with_capacity(BLOCK), Vec::with_capacity(BLOCK));
     let (mut d2, mut r2) = (0.0f64, 0.0f64);
-    for (ca, cb) in ab.chunks(BLOCK * s).zip(bb.chunks(BLOCK * s)) {
-        if ca == cb {
-            // Unchanged block: only the reference norm.
-            visit(tb.dtype, cb, |y| {
-                if y.is_finite() {
-                    r2 += y * y
-                }
-            });
-            continue;
-        }
-        xa.clear();
-        xb.clear();
-        visit(ta.dtype, ca, |v| xa.push(v));
-        visit(tb.dtype, cb, |v| xb.push(v));
-        for (x, y) in xa.iter().zip(&xb) {
-            if y.is_finite() {
-                r2 += y * y;
-                if x.is_finite() {
-                    d2 += (x - y) * (x - y);
-                }
+    let (mut changed_rows, mut row_rel) = (Vec::new(), Vec::new());
+    for (i, (ca, cb)) in ab.chunks(unit).zip(bb.chunks(unit)).enumerate() {
+        let (ud, ur) = if ca == cb {
+            (0.0, pair_norms(tb.dtype, cb, tb.dtype, cb, &mut bufs).1)
+        } else {
+            let n = pair_norms(ta.dtype, ca, tb.dtype, cb, &mut bufs);
+            if rows.is_some() {
+                changed_rows.push(i as u64);
+                row_rel.push(rel_of(n.0, n.1));
             }
-        }
+            n
+        };
+        d2 += ud;
+        r2 += ur;
+    }
+    if let Some(rows) = rows {
+        out.rows = Some(RowChange {
+            rows,
+            rows_per_unit: 1,
+            changed: changed_rows,
+            rel: row_rel,
+        });
     }
     out.rel = rel_of(d2, r2);
     out
@@ -500,6 +528,7 @@ pub fn compare_stats(name: &str, a: &TensorStats, b: &TensorStats) -> TensorChan
                 rows: x.rows,
                 rows_per_unit: x.rows_per_hash,
                 changed,
+                rel: Vec::new(),
             })
         }
         _ => None,
@@ -768,6 +797,37 @@ pub fn diff(path: &Path, reference: &Path, opts: &DiffOptions) -> Result<Report>
                 );
                 continue;
             }
+            let hot = row_outliers(r);
+            if !hot.is_empty() {
+                let hot_rows: Vec<u64> = hot.iter().map(|&i| r.changed[i]).collect();
+                let hot_rel: Vec<f64> = hot.iter().map(|&i| r.rel[i]).collect();
+                let list: Vec<String> = hot_rows
+                    .iter()
+                    .zip(&hot_rel)
+                    .take(MAX_MESSAGE_ROWS)
+                    .map(|(row, rel)| format!("{row} ({rel:.2e})"))
+                    .collect();
+                report.findings.push(
+                    Finding::new(
+                        &checks::DIFF_ROW_OUTLIERS,
+                        format!(
+                            "{} row(s) of {} changed far more than its other {} changed rows (median row change {:.2e}): rows {}",
+                            hot.len(),
+                            c.name,
+                            r.changed.len() - hot.len(),
+                            median(r.rel.clone()),
+                            list.join(", ")
+                        ),
+                        location.clone(),
+                    )
+                    .evidence(json!({
+                        "rows": hot_rows.iter().take(MAX_EVIDENCE_ROWS).collect::<Vec<_>>(),
+                        "row_relative_change": hot_rel.iter().take(MAX_EVIDENCE_ROWS).collect::<Vec<_>>(),
+                        "median_row_relative_change": median(r.rel.clone()),
+                        "changed_rows": r.changed.len(),
+                    })),
+                );
+            }
         }
         if localized {
             report.findings.push(
@@ -864,23 +924,48 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Changed tensors whose log10 relative change has a robust z-score over 3.5 and is at least a
-/// decade above the median (needs five changed tensors with a non-zero change).
-fn outlier_names<'a>(changed: &[&'a TensorChange]) -> BTreeSet<&'a str> {
-    let xs: Vec<(&str, f64)> = changed
+/// Indices of `values` whose log10 has a robust z-score (median and MAD) over 3.5 and lies at
+/// least a decade above the median; zero, negative and non-finite values are ignored. Needs
+/// `min_n` usable values.
+fn robust_outliers(values: &[f64], min_n: usize) -> Vec<usize> {
+    let xs: Vec<(usize, f64)> = values
         .iter()
-        .filter(|c| c.rel > 0.0 && c.rel.is_finite())
-        .map(|c| (c.name.as_str(), c.rel.log10()))
+        .enumerate()
+        .filter(|(_, v)| **v > 0.0 && v.is_finite())
+        .map(|(i, v)| (i, v.log10()))
         .collect();
-    if xs.len() < 5 {
-        return BTreeSet::new();
+    if xs.len() < min_n {
+        return Vec::new();
     }
     let med = median(xs.iter().map(|x| x.1).collect());
     let mad = median(xs.iter().map(|x| (x.1 - med).abs()).collect()).max(1e-9);
     xs.into_iter()
         .filter(|(_, x)| 0.6745 * (x - med) / mad > 3.5 && x - med >= 1.0)
-        .map(|(n, _)| n)
+        .map(|(i, _)| i)
         .collect()
+}
+
+/// Changed tensors whose relative change is a robust outlier (at least five changed tensors).
+fn outlier_names<'a>(changed: &[&'a TensorChange]) -> BTreeSet<&'a str> {
+    let rels: Vec<f64> = changed.iter().map(|c| c.rel).collect();
+    robust_outliers(&rels, 5)
+        .into_iter()
+        .map(|i| changed[i].name.as_str())
+        .collect()
+}
+
+/// Rows (indices into `r.changed`) that changed far more than the tensor's other changed rows:
+/// robust outliers, at most 1% of the rows (a distribution of large changes is not a few
+/// edited rows), in tensors of at least 50 rows.
+fn row_outliers(r: &RowChange) -> Vec<usize> {
+    if r.rows < 50 || r.rel.len() != r.changed.len() {
+        return Vec::new();
+    }
+    let out = robust_outliers(&r.rel, 20);
+    if out.len() as u64 > (r.rows / 100).max(1) {
+        return Vec::new();
+    }
+    out
 }
 
 /// Splits a tensor name into (layer sort key, row label, column label): the layer is the first
@@ -973,12 +1058,14 @@ mod tests {
             rows: 10,
             rows_per_unit: 4,
             changed: vec![0, 2],
+            rel: Vec::new(),
         };
         assert_eq!(r.describe(5), "0-3, 8-9");
         let r = RowChange {
             rows: 10,
             rows_per_unit: 1,
             changed: vec![1, 2, 3],
+            rel: Vec::new(),
         };
         assert_eq!(r.describe(2), "1, 2, ... (1 more)");
     }

@@ -244,6 +244,30 @@ fn a_full_fine_tune_is_only_summarised() {
 }
 
 #[test]
+fn edited_rows_hidden_in_a_full_fine_tune_are_found() {
+    let base = base_model();
+    let (_d, p) = setup(&[
+        ("ref.safetensors", base.clone()),
+        ("ft-edited.safetensors", edit_rows(&fine_tune(&base))),
+    ]);
+    let r = diff(&p[1], &p[0], &[]);
+    // Medium: fine-tunes also move some tokens hard, so the gate passes at the default threshold.
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let fs = findings(&r.report);
+    let hot: Vec<&Value> = fs.iter().filter(|f| f["id"] == "M037").collect();
+    assert_eq!(hot.len(), 1, "{fs:#?}");
+    assert_eq!(hot[0]["severity"], "medium");
+    assert_eq!(hot[0]["location"]["tensor"], EMBED);
+    assert_eq!(hot[0]["evidence"]["rows"], json!([17, 211, 900]));
+    assert_eq!(hot[0]["evidence"]["changed_rows"], 1000);
+    // The rewritten rows also make the embedding the tensor-level outlier; nothing else is flagged.
+    assert_eq!(ids(&r.report), vec!["M033", "M035", "M037"], "{fs:#?}");
+    let m033 = fs.iter().find(|f| f["id"] == "M033").unwrap();
+    assert_eq!(m033["location"]["tensor"], EMBED);
+    assert_eq!(diff(&p[1], &p[0], &["--fail-on", "medium"]).code, 1);
+}
+
+#[test]
 fn one_rewritten_tensor_in_an_otherwise_identical_model_is_flagged() {
     let base = base_model();
     let mut m = base.clone();
