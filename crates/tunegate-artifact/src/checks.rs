@@ -39,7 +39,7 @@ tunegate_core::declare_checks! {
     DIFF_ROW_EDIT = "M031", "model.diff-row-edit", High,
         "`model diff`: only a few rows of a tensor changed (at most 5%) while the rest are bit-identical: a targeted edit such as rewritten embedding rows.";
     DIFF_LOCALIZED = "M032", "model.diff-localized-change", High,
-        "`model diff`: a tensor changed while at least 75% of the model's tensors are bit-identical to the reference: a targeted edit, not a full fine-tune.";
+        "`model diff`: one of few changed tensors (at most 3, or 5% of them) while at least 75% of the model is bit-identical to the reference: a targeted edit, not a fine-tune.";
     DIFF_OUTLIER = "M033", "model.diff-outlier-change", Medium,
         "`model diff`: a tensor's relative change is an outlier against the other changed tensors (robust z-score of log change over 3.5 and at least 10x the median).";
     NONFINITE_WEIGHTS = "M034", "model.weights-nonfinite", High,

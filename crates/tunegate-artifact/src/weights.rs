@@ -26,8 +26,12 @@
 //! the stored statistics and row hashes. A changed tensor is anomalous when
 //! - only a few of its rows changed (at most 5%, [`checks::DIFF_ROW_EDIT`]): a full fine-tune
 //!   moves every row (weight decay alone does), a targeted edit does not;
-//! - or at least 75% of the model's tensors are bit-identical ([`checks::DIFF_LOCALIZED`]): a
-//!   full fine-tune moves every tensor;
+//! - or it is one of few changed tensors (at most 3, or 5% of the matched tensors when that is
+//!   more) while at least 75% of the model is bit-identical ([`checks::DIFF_LOCALIZED`]): a full
+//!   fine-tune moves every tensor, and merged LoRA adapters or partial fine-tunes move whole
+//!   families of tensors (every layer's q_proj, or every tensor of the last layers), which are
+//!   more than a few. A targeted edit spread over more tensors than that is only summarised
+//!   (and may still be an outlier);
 //! - or its relative change is an outlier among the changed tensors ([`checks::DIFF_OUTLIER`],
 //!   medium): robust z-score (median and MAD of log10 change) over 3.5 and at least ten times
 //!   the median change, needing at least five changed tensors.
@@ -64,7 +68,7 @@ pub const QUANTILE_LEVELS: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
 /// Most row hashes kept per tensor; taller tensors hash groups of rows.
 pub const MAX_ROW_GROUPS: u64 = 65_536;
 /// Largest fingerprint file read (bytes).
-pub const MAX_FP_BYTES: u64 = 1 << 30;
+pub const MAX_FP_BYTES: u64 = 256 << 20;
 /// Changed rows listed in a message; the evidence lists up to [`MAX_EVIDENCE_ROWS`].
 const MAX_MESSAGE_ROWS: usize = 12;
 const MAX_EVIDENCE_ROWS: usize = 200;
@@ -72,6 +76,9 @@ const MAX_EVIDENCE_ROWS: usize = 200;
 const ROW_EDIT_FRACTION: f64 = 0.05;
 /// Changes are "localized" when at least this fraction of tensors is bit-identical.
 const LOCALIZED_UNCHANGED: f64 = 0.75;
+/// ... and at most this many tensors changed (or this fraction of them, when more).
+const LOCALIZED_MAX: usize = 3;
+const LOCALIZED_MAX_FRACTION: f64 = 0.05;
 
 /// A model's fingerprint: the content of `fp.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -321,7 +328,7 @@ pub fn read_fingerprint(path: &Path) -> Result<Fingerprint> {
             source,
         })?;
     if text.len() as u64 > MAX_FP_BYTES {
-        return Err(invalid(path, "fingerprint file larger than 1 GiB"));
+        return Err(invalid(path, "fingerprint file larger than 256 MiB"));
     }
     let v: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| invalid(path, format!("not valid JSON: {e}")))?;
@@ -342,7 +349,7 @@ pub fn read_fingerprint(path: &Path) -> Result<Fingerprint> {
     for (name, t) in &fp.tensors {
         if let Some(r) = &t.rows {
             let ok = r.rows_per_hash >= 1
-                && r.hashes.len() as u64 == 8 * r.rows.div_ceil(r.rows_per_hash)
+                && r.rows.div_ceil(r.rows_per_hash).checked_mul(8) == Some(r.hashes.len() as u64)
                 && r.hashes.bytes().all(|c| c.is_ascii_hexdigit())
                 && t.shape.first() == Some(&r.rows);
             if !ok {
@@ -742,7 +749,10 @@ pub fn diff(path: &Path, reference: &Path, opts: &DiffOptions) -> Result<Report>
     let n = changes.len();
     let changed: Vec<&TensorChange> = changes.iter().filter(|c| c.changed).collect();
     let unchanged = n - changed.len();
-    let localized = !changed.is_empty() && unchanged as f64 >= LOCALIZED_UNCHANGED * n as f64;
+    let few = (LOCALIZED_MAX_FRACTION * n as f64).floor() as usize;
+    let localized = !changed.is_empty()
+        && changed.len() <= few.max(LOCALIZED_MAX)
+        && unchanged as f64 >= LOCALIZED_UNCHANGED * n as f64;
     let outliers = outlier_names(&changed);
     for c in &changes {
         heat.push((

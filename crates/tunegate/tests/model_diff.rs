@@ -64,6 +64,10 @@ const EMBED: &str = "model.embed_tokens.weight";
 /// An embedding [1000, 16], three layers of (q_proj [16,16], up_proj [32,16], layernorm [16])
 /// and a final norm: 11 tensors.
 fn base_model() -> Vec<T> {
+    model_with_layers(3)
+}
+
+fn model_with_layers(layers: usize) -> Vec<T> {
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
     let mut v = vec![T {
         name: EMBED.into(),
@@ -71,7 +75,7 @@ fn base_model() -> Vec<T> {
         shape: vec![1000, 16],
         data: f32s(&r.vec(16_000, 0.05)),
     }];
-    for l in 0..3 {
+    for l in 0..layers {
         for (kind, shape) in [
             ("self_attn.q_proj.weight", vec![16u64, 16]),
             ("mlp.up_proj.weight", vec![32, 16]),
@@ -265,6 +269,40 @@ fn edited_rows_hidden_in_a_full_fine_tune_are_found() {
     let m033 = fs.iter().find(|f| f["id"] == "M033").unwrap();
     assert_eq!(m033["location"]["tensor"], EMBED);
     assert_eq!(diff(&p[1], &p[0], &["--fail-on", "medium"]).code, 1);
+}
+
+#[test]
+fn a_merged_lora_on_every_layer_is_not_a_targeted_edit() {
+    // 12 layers: 38 tensors. A rank-1 update to every layer's q_proj moves every row of 12
+    // tensors: a family of tensors, not a targeted edit.
+    let base = model_with_layers(12);
+    let mut m = base.clone();
+    let mut r = Rng(7);
+    for t in m.iter_mut().filter(|t| t.name.ends_with("q_proj.weight")) {
+        let (u, v) = (r.vec(16, 0.1), r.vec(16, 0.1));
+        let w: Vec<f32> = read_f32(&t.data)
+            .iter()
+            .enumerate()
+            .map(|(k, x)| x + u[k / 16] * v[k % 16])
+            .collect();
+        t.data = f32s(&w);
+    }
+    let (_d, p) = setup(&[("ref.safetensors", base.clone()), ("lora.safetensors", m)]);
+    let r = diff(&p[1], &p[0], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(ids(&r.report), vec!["M035"], "{:#?}", r.report["findings"]);
+    assert_eq!(findings(&r.report)[0]["evidence"]["changed"], 12);
+    // One q_proj rewritten in the same model is.
+    let mut one = base.clone();
+    let i = one
+        .iter()
+        .position(|t| t.name == "model.layers.7.self_attn.q_proj.weight")
+        .unwrap();
+    one[i].data = f32s(&Rng(99).vec(256, 0.3));
+    let (_d2, p2) = setup(&[("ref.safetensors", base), ("one.safetensors", one)]);
+    let r = diff(&p2[1], &p2[0], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(ids(&r.report), vec!["M032", "M035"]);
 }
 
 #[test]
