@@ -17,7 +17,8 @@
 //! with probability 2^-32 (the tensor's sha256 still sees it); and without the reference bytes
 //! the relative change is only a lower bound (`|‖a‖ − ‖b‖| / ‖b‖`), which is zero for a
 //! change that keeps the norm (a row swap). The row summary costs 8 hex characters per row
-//! group, a few MB of JSON for a 7B model.
+//! group, a few MB of JSON for a 7B model. Statistics read back from JSON may differ from the
+//! computed ones in the last bit; "changed" is always decided by the exact digests.
 //!
 //! **Diff** ([`diff`]): tensors are matched by name. Added or removed tensors and dtype or shape
 //! changes are [`checks::DIFF_TENSOR_SET`]. For matched tensors a byte comparison decides

@@ -25,6 +25,41 @@ fn write_st(path: &Path, tensors: &[(&str, &str, Vec<u64>, Vec<u8>)]) {
     std::fs::write(path, out).unwrap();
 }
 
+/// Equal up to the last bit of floats (serde_json's default float parser may round the
+/// shortest representation one ulp off); prints only the first difference.
+fn assert_same(a: &weights::Fingerprint, b: &weights::Fingerprint) {
+    fn walk(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+        use serde_json::Value::*;
+        match (a, b) {
+            (Number(x), Number(y)) if x.is_f64() || y.is_f64() => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-15 * x.abs().max(y.abs()),
+                    "{at}: {x} vs {y}"
+                );
+            }
+            (Array(x), Array(y)) => {
+                assert_eq!(x.len(), y.len(), "{at}");
+                for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                    walk(p, q, &format!("{at}[{i}]"));
+                }
+            }
+            (Object(x), Object(y)) => {
+                assert_eq!(x.len(), y.len(), "{at}");
+                for (k, p) in x {
+                    walk(p, y.get(k).unwrap_or(&Null), &format!("{at}.{k}"));
+                }
+            }
+            _ => assert!(a == b, "{at} differs"),
+        }
+    }
+    walk(
+        &serde_json::to_value(a).unwrap(),
+        &serde_json::to_value(b).unwrap(),
+        "",
+    );
+}
+
 #[test]
 fn tall_tensors_hash_groups_of_rows_and_diff_localises_the_group() {
     let rows = MAX_ROW_GROUPS + 10; // two rows per hash
@@ -42,6 +77,7 @@ fn tall_tensors_hash_groups_of_rows_and_diff_localises_the_group() {
     assert_eq!(r.hashes.len() as u64, 8 * rows.div_ceil(2));
     let fp_path = dir.path().join("fp.json");
     std::fs::write(&fp_path, serde_json::to_vec(&fp).unwrap()).unwrap();
+    assert_same(&weights::read_fingerprint(&fp_path).unwrap(), &fp);
     // Against the fingerprint: the group holding rows 40000-40001.
     let rep = weights::diff(&b, &fp_path, &DiffOptions::default()).unwrap();
     let f: Vec<_> = rep.findings.iter().filter(|f| f.id == "M031").collect();
@@ -99,6 +135,10 @@ fn every_dtype_decodes() {
     assert_eq!(mean("u16"), 65535.0);
     assert_eq!(mean("bool"), 0.5);
     assert_eq!(fp.tensors["bool"].max, Some(1.0));
+    // The JSON form reads back to the same fingerprint, floats included.
+    let back = dir.path().join("fp.json");
+    std::fs::write(&back, serde_json::to_string_pretty(&fp).unwrap()).unwrap();
+    assert_same(&weights::read_fingerprint(&back).unwrap(), &fp);
 }
 
 #[test]
