@@ -58,6 +58,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use tunegate_core::progress::Progress;
 use tunegate_core::{Chart, ChartKind, Finding, Location, Report, Severity, Subject};
 
 /// The schema tag of a fingerprint file.
@@ -289,14 +290,20 @@ fn shard_digests(model: &Model) -> Vec<FileDigest> {
         .collect()
 }
 
-/// Fingerprints an opened model (tensors in parallel).
-pub fn fingerprint_model(model: &Model, source: &str) -> Fingerprint {
+/// Fingerprints an opened model (tensors in parallel), reporting tensor bytes done.
+pub fn fingerprint_model(model: &Model, source: &str, progress: &dyn Progress) -> Fingerprint {
     let files = shard_digests(model);
+    progress.start("fingerprint", tensor_bytes(&model.tensors));
     let tensors: Vec<(String, TensorStats)> = model
         .tensors
         .par_iter()
-        .map(|t| (t.name.clone(), tensor_stats(model, t)))
+        .map(|t| {
+            let s = tensor_stats(model, t);
+            progress.advance(t.range.len() as u64);
+            (t.name.clone(), s)
+        })
         .collect();
+    progress.finish();
     Fingerprint {
         schema: FP_SCHEMA.to_string(),
         tool: format!("tunegate {}", tunegate_core::VERSION),
@@ -308,10 +315,18 @@ pub fn fingerprint_model(model: &Model, source: &str) -> Fingerprint {
     }
 }
 
+fn tensor_bytes<'a>(ts: impl IntoIterator<Item = &'a Tensor>) -> u64 {
+    ts.into_iter().map(|t| t.range.len() as u64).sum()
+}
+
 /// Opens and fingerprints a safetensors file, index or folder.
-pub fn fingerprint(path: &Path) -> Result<Fingerprint> {
+pub fn fingerprint(path: &Path, progress: &dyn Progress) -> Result<Fingerprint> {
     let model = Model::open(path)?;
-    Ok(fingerprint_model(&model, &path.display().to_string()))
+    Ok(fingerprint_model(
+        &model,
+        &path.display().to_string(),
+        progress,
+    ))
 }
 
 /// Reads and checks a fingerprint file: schema tag, and row hashes consistent with shapes.
@@ -571,14 +586,19 @@ pub fn is_fingerprint_path(path: &Path) -> bool {
 
 /// Diffs the model at `path` against `reference` (weights: a file, index or folder; or a
 /// fingerprint `.json`) into a `model` gate report (threshold high).
-pub fn diff(path: &Path, reference: &Path, opts: &DiffOptions) -> Result<Report> {
+pub fn diff(
+    path: &Path,
+    reference: &Path,
+    opts: &DiffOptions,
+    progress: &dyn Progress,
+) -> Result<Report> {
     let model = Model::open(path)?;
     let reference_kind = if is_fingerprint_path(reference) {
         Reference::Stored(read_fingerprint(reference)?)
     } else {
         Reference::Weights(Model::open(reference)?)
     };
-    let fp = fingerprint_model(&model, &path.display().to_string());
+    let fp = fingerprint_model(&model, &path.display().to_string(), progress);
     let mut report = Report::new("model", Severity::High);
     for (s, d) in model.shards.iter().zip(&fp.files) {
         report
@@ -708,10 +728,19 @@ pub fn diff(path: &Path, reference: &Path, opts: &DiffOptions) -> Result<Report>
         }
     }
     let changes: Vec<TensorChange> = match &reference_kind {
-        Reference::Weights(r) => matched
-            .par_iter()
-            .map(|t| compare_tensors(&model, t, r, r.get(&t.name).expect("matched")))
-            .collect(),
+        Reference::Weights(r) => {
+            progress.start("compare", tensor_bytes(matched.iter().copied()));
+            let c = matched
+                .par_iter()
+                .map(|t| {
+                    let c = compare_tensors(&model, t, r, r.get(&t.name).expect("matched"));
+                    progress.advance(t.range.len() as u64);
+                    c
+                })
+                .collect();
+            progress.finish();
+            c
+        }
         Reference::Stored(f) => matched
             .iter()
             .map(|t| compare_stats(&t.name, &fp.tensors[&t.name], &f.tensors[&t.name]))

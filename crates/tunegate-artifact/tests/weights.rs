@@ -5,6 +5,7 @@ use serde_json::json;
 use std::path::Path;
 use tunegate_artifact::safetensors::Model;
 use tunegate_artifact::weights::{self, DiffOptions, MAX_ROW_GROUPS};
+use tunegate_core::progress::NoProgress;
 
 fn write_st(path: &Path, tensors: &[(&str, &str, Vec<u64>, Vec<u8>)]) {
     let mut header = serde_json::Map::new();
@@ -71,7 +72,7 @@ fn tall_tensors_hash_groups_of_rows_and_diff_localises_the_group() {
     let mut edited = data;
     edited[40_001] ^= 1;
     write_st(&b, &[("ids", "U8", vec![rows, 1], edited)]);
-    let fp = weights::fingerprint(&a).unwrap();
+    let fp = weights::fingerprint(&a, &NoProgress).unwrap();
     let r = fp.tensors["ids"].rows.as_ref().unwrap();
     assert_eq!(r.rows_per_hash, 2);
     assert_eq!(r.hashes.len() as u64, 8 * rows.div_ceil(2));
@@ -79,7 +80,7 @@ fn tall_tensors_hash_groups_of_rows_and_diff_localises_the_group() {
     std::fs::write(&fp_path, serde_json::to_vec(&fp).unwrap()).unwrap();
     assert_same(&weights::read_fingerprint(&fp_path).unwrap(), &fp);
     // Against the fingerprint: the group holding rows 40000-40001.
-    let rep = weights::diff(&b, &fp_path, &DiffOptions::default()).unwrap();
+    let rep = weights::diff(&b, &fp_path, &DiffOptions::default(), &NoProgress).unwrap();
     let f: Vec<_> = rep.findings.iter().filter(|f| f.id == "M031").collect();
     assert_eq!(f.len(), 1, "{:#?}", rep.findings);
     assert!(
@@ -93,7 +94,7 @@ fn tall_tensors_hash_groups_of_rows_and_diff_localises_the_group() {
         f[0].message
     );
     // Against the weights: exactly row 40001.
-    let rep = weights::diff(&b, &a, &DiffOptions::default()).unwrap();
+    let rep = weights::diff(&b, &a, &DiffOptions::default(), &NoProgress).unwrap();
     let f: Vec<_> = rep.findings.iter().filter(|f| f.id == "M031").collect();
     assert_eq!(f[0].evidence["changed"], json!([40001]));
 }
@@ -119,7 +120,7 @@ fn every_dtype_decodes() {
             t("bool", "BOOL", vec![0, 1, 2, 0], 4),
         ],
     );
-    let fp = weights::fingerprint(&p).unwrap();
+    let fp = weights::fingerprint(&p, &NoProgress).unwrap();
     let mean = |n: &str| fp.tensors[n].mean.unwrap();
     assert_eq!(mean("f64"), -1.5);
     assert_eq!(mean("f32"), 2.5);
@@ -149,7 +150,7 @@ fn stride_sample_keeps_quantiles_close_on_large_tensors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("q.safetensors");
     write_st(&p, &[("x", "F32", vec![n as u64], data)]);
-    let fp = weights::fingerprint(&p).unwrap();
+    let fp = weights::fingerprint(&p, &NoProgress).unwrap();
     let t = &fp.tensors["x"];
     let stride = f64::from(n) / weights::SAMPLE as f64;
     for (q, level) in t.quantiles.iter().zip(weights::QUANTILE_LEVELS) {
@@ -189,9 +190,9 @@ proptest! {
         let p = dir.path().join("m.safetensors");
         std::fs::write(&p, &data).unwrap();
         if let Ok(m) = Model::open(&p) {
-            let fp = weights::fingerprint_model(&m, "m");
+            let fp = weights::fingerprint_model(&m, "m", &NoProgress);
             prop_assert_eq!(fp.tensors.len(), m.tensors.len());
-            let r = weights::diff(&p, &p, &DiffOptions::default()).unwrap();
+            let r = weights::diff(&p, &p, &DiffOptions::default(), &NoProgress).unwrap();
             prop_assert!(r.findings.iter().all(|f| f.id == "M034"));
         }
     }

@@ -257,7 +257,9 @@ pub fn run() -> Result<u8> {
         }
         Command::Model(ModelCmd::Fingerprint { args }) => crate::model_cmd::fingerprint(&args),
         Command::Model(ModelCmd::Diff { args, report }) => {
-            let mut rep = crate::model_cmd::diff(&args)?;
+            let progress = report.progress();
+            let mut rep = crate::model_cmd::diff(&args, progress.as_ref())?;
+            drop(progress);
             if let Some(f) = report.fail_on {
                 rep = rep.with_fail_on(f);
             }

@@ -53,7 +53,13 @@ pub struct ModelDiffArgs {
 /// Fingerprints a model and writes the JSON; returns 0. NaN and infinite values are reported on
 /// stderr (they are findings of `model diff`).
 pub fn fingerprint(args: &ModelFingerprintArgs) -> Result<u8> {
-    let fp = tunegate_artifact::weights::fingerprint(&args.path)?;
+    let progress: Box<dyn tunegate_core::progress::Progress> = if args.quiet {
+        Box::new(tunegate_core::progress::NoProgress)
+    } else {
+        crate::output::ReportArgs::bar()
+    };
+    let fp = tunegate_artifact::weights::fingerprint(&args.path, progress.as_ref())?;
+    drop(progress);
     let text = serde_json::to_string_pretty(&fp)? + "\n";
     crate::output::write_out(args.output.as_deref(), &text)?;
     if !args.quiet {
@@ -78,7 +84,10 @@ pub fn fingerprint(args: &ModelFingerprintArgs) -> Result<u8> {
 }
 
 /// Diffs a model against its reference into a `model` gate report (threshold `high`).
-pub fn diff(args: &ModelDiffArgs) -> Result<Report> {
+pub fn diff(
+    args: &ModelDiffArgs,
+    progress: &dyn tunegate_core::progress::Progress,
+) -> Result<Report> {
     let opts = tunegate_artifact::weights::DiffOptions {
         identical: args.identical,
     };
@@ -86,6 +95,7 @@ pub fn diff(args: &ModelDiffArgs) -> Result<Report> {
         &args.path,
         &args.reference,
         &opts,
+        progress,
     )?)
 }
 
