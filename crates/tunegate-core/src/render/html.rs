@@ -28,8 +28,9 @@ const MAX_BINS: usize = 400;
 /// Heatmap rows and columns drawn before the rest are summarised in a note.
 const MAX_HEAT_ROWS: usize = 160;
 const MAX_HEAT_COLS: usize = 48;
-/// Heatmap colour scale: log10 of the value from this decade (palest) to 10^0 (darkest).
-const HEAT_LOG_MIN: f64 = -8.0;
+/// Heatmap colour scale bounds (decades): the scale spans the data's decades within these.
+const HEAT_LOG_FLOOR: i32 = -12;
+const HEAT_LOG_CEIL: i32 = 3;
 /// Evidence longer than this (compact JSON, in chars) is clipped in the table.
 const MAX_EVIDENCE_CHARS: usize = 4_000;
 
@@ -546,13 +547,27 @@ fn histogram_svg(out: &mut String, chart: &Chart, n: usize) {
     }
 }
 
-/// The fill of a heatmap cell: grey for zero, pale yellow to dark red over
-/// `10^HEAT_LOG_MIN ..= 1` on a log scale (values above 1 get the darkest colour).
-fn heat_color(v: f64) -> String {
+/// The decades `(lo, hi)` a heatmap's colour scale spans: from the smallest positive value's
+/// decade to the largest's, at least two decades wide, within the floor and ceiling.
+fn heat_range(values: &[f64]) -> (i32, i32) {
+    let pos = values.iter().filter(|v| v.is_finite() && **v > 0.0);
+    let lo = pos.clone().fold(f64::INFINITY, |a, v| a.min(*v));
+    let hi = pos.fold(0.0_f64, |a, v| a.max(*v));
+    if hi <= 0.0 {
+        return (-8, 0);
+    }
+    let hi = (hi.log10().ceil() as i32).clamp(HEAT_LOG_FLOOR + 2, HEAT_LOG_CEIL);
+    let lo = (lo.log10().floor() as i32).clamp(HEAT_LOG_FLOOR, hi - 2);
+    (lo, hi)
+}
+
+/// The fill of a heatmap cell: grey for zero, pale yellow to dark red over `10^lo ..= 10^hi`
+/// on a log scale (values outside get the end colours).
+fn heat_color(v: f64, (lo, hi): (i32, i32)) -> String {
     if !v.is_finite() || v <= 0.0 {
         return "#e2e8f0".into();
     }
-    let t = ((v.log10() - HEAT_LOG_MIN) / -HEAT_LOG_MIN).clamp(0.0, 1.0);
+    let t = ((v.log10() - f64::from(lo)) / f64::from(hi - lo)).clamp(0.0, 1.0);
     // Pale yellow (254,243,199) -> orange (234,88,12) -> dark red (127,29,29).
     let (a, b, u) = if t < 0.5 {
         ((254.0, 243.0, 199.0), (234.0, 88.0, 12.0), t * 2.0)
@@ -586,6 +601,7 @@ fn heatmap_svg(out: &mut String, chart: &Chart, columns: &[String]) {
         return;
     }
     let (rs, cs) = (rows.min(MAX_HEAT_ROWS), cols.min(MAX_HEAT_COLS));
+    let range = heat_range(&chart.values);
     let cell_w = ((W - LEFT - 10.0) / cs as f64).min(60.0);
     let h = TOP + CELL_H * rs as f64 + LEGEND_H;
     let _ = writeln!(
@@ -631,7 +647,7 @@ fn heatmap_svg(out: &mut String, chart: &Chart, columns: &[String]) {
                 px(y + 0.5),
                 px((cell_w - 1.0).max(0.5)),
                 CELL_H - 1.0,
-                heat_color(v),
+                heat_color(v, range),
                 esc(&tip)
             );
         }
@@ -642,20 +658,20 @@ fn heatmap_svg(out: &mut String, chart: &Chart, columns: &[String]) {
         out,
         "<rect x=\"{LEFT}\" y=\"{}\" width=\"28\" height=\"12\" style=\"fill:{}\"/><text class=\"cap\" x=\"{}\" y=\"{}\">0</text>",
         px(ly),
-        heat_color(0.0),
+        heat_color(0.0, range),
         LEFT + 2.0,
         px(ly + 26.0)
     );
-    let decades = -HEAT_LOG_MIN as usize;
+    let decades = (range.1 - range.0) as usize;
     for k in 0..=decades {
-        let e = HEAT_LOG_MIN + k as f64;
+        let e = f64::from(range.0) + k as f64;
         let x = LEFT + 40.0 + 34.0 * k as f64;
         let _ = writeln!(
             out,
             "<rect x=\"{}\" y=\"{}\" width=\"28\" height=\"12\" style=\"fill:{}\"/><text class=\"cap\" x=\"{}\" y=\"{}\">1e{}</text>",
             px(x),
             px(ly),
-            heat_color(10f64.powf(e)),
+            heat_color(10f64.powf(e), range),
             px(x),
             px(ly + 26.0),
             e as i32
@@ -881,11 +897,17 @@ mod tests {
 
     #[test]
     fn heat_scale() {
-        assert_eq!(heat_color(0.0), "#e2e8f0");
-        assert_eq!(heat_color(1e-9), heat_color(1e-8));
-        assert_eq!(heat_color(1.0), "#7f1d1d");
-        assert_eq!(heat_color(5.0), "#7f1d1d");
-        assert_eq!(heat_color(1e-4), "#ea580c");
+        let r = (-8, 0);
+        assert_eq!(heat_color(0.0, r), "#e2e8f0");
+        assert_eq!(heat_color(1e-9, r), heat_color(1e-8, r));
+        assert_eq!(heat_color(1.0, r), "#7f1d1d");
+        assert_eq!(heat_color(5.0, r), "#7f1d1d");
+        assert_eq!(heat_color(1e-4, r), "#ea580c");
+        // The range follows the data: decades of the smallest and largest positive values.
+        assert_eq!(heat_range(&[0.0, -1.0, 2e-4, 0.3]), (-4, 0));
+        assert_eq!(heat_range(&[0.0, 1e-3]), (-5, -3));
+        assert_eq!(heat_range(&[1e-30, 1e9]), (-12, 3));
+        assert_eq!(heat_range(&[0.0, -1.0]), (-8, 0));
     }
 
     #[test]
@@ -902,11 +924,11 @@ mod tests {
         };
         let mut out = String::new();
         generic_chart(&mut out, &chart);
-        // 3 cells + 10 legend swatches.
-        assert_eq!(out.matches("<rect").count(), 3 + 10);
+        // 3 cells + the zero swatch + one per decade from 1e-3 to 1e0.
+        assert_eq!(out.matches("<rect").count(), 3 + 1 + 4);
         assert!(out.contains("q&lt;"));
         assert!(out.contains("0 · q&lt;: unchanged"));
-        assert!(out.contains("1e-8"));
+        assert!(out.contains(">1e-3<") && out.contains(">1e0<"));
         let mut bad = chart.clone();
         bad.values.pop();
         let mut out = String::new();
