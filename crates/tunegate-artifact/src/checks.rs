@@ -41,7 +41,7 @@ tunegate_core::declare_checks! {
     DIFF_LOCALIZED = "M032", "model.diff-localized-change", High,
         "`model diff`: one of few changed tensors (at most 3, or 5% of them) while at least 75% of the model is bit-identical to the reference: a targeted edit, not a fine-tune.";
     DIFF_OUTLIER = "M033", "model.diff-outlier-change", Medium,
-        "`model diff`: a tensor's relative change is an outlier against the other changed tensors (robust z-score of log change over 3.5 and at least 10x the median).";
+        "`model diff`: a tensor's relative change is an outlier against the other changed tensors of the model or of its layer (robust z-score of log change over 3.5 and at least 10x the median).";
     NONFINITE_WEIGHTS = "M034", "model.weights-nonfinite", High,
         "A tensor holds NaN or infinite values.";
     DIFF_SUMMARY = "M035", "model.diff-summary", Info,

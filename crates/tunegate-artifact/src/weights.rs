@@ -35,7 +35,9 @@
 //!   (and may still be an outlier);
 //! - or its relative change is an outlier among the changed tensors ([`checks::DIFF_OUTLIER`],
 //!   medium): robust z-score (median and MAD of log10 change) over 3.5 and at least ten times
-//!   the median change, needing at least five changed tensors.
+//!   the median change, against all changed tensors or against the changed tensors of its own
+//!   layer (fine-tunes often move late layers more than early ones, which widens the global
+//!   spread), each needing at least five changed tensors.
 //!
 //! With reference weights, a tensor whose rows all moved is also checked row by row
 //! ([`checks::DIFF_ROW_OUTLIERS`], medium): rows whose own relative change is a robust outlier
@@ -881,15 +883,13 @@ pub fn diff(
                 )
                 .evidence(ev),
             );
-        } else if outliers.contains(c.name.as_str()) {
+        } else if let Some((scope, med)) = outliers.get(c.name.as_str()) {
             report.findings.push(
                 Finding::new(
                     &checks::DIFF_OUTLIER,
                     format!(
-                        "{} changed far more than the rest of the model ({how} {:.3e}, median over changed tensors {:.3e})",
-                        c.name,
-                        c.rel,
-                        median(changed.iter().map(|c| c.rel).collect())
+                        "{} changed far more than {scope} ({how} {:.3e}, their median {med:.3e})",
+                        c.name, c.rel
                     ),
                     location,
                 )
@@ -985,13 +985,35 @@ fn robust_outliers(values: &[f64], min_n: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Changed tensors whose relative change is a robust outlier (at least five changed tensors).
-fn outlier_names<'a>(changed: &[&'a TensorChange]) -> BTreeSet<&'a str> {
+/// Changed tensors whose relative change is a robust outlier, against all changed tensors or
+/// against the changed tensors of their own layer (each needs at least five), with the scope
+/// and the median they were compared with.
+fn outlier_names<'a>(changed: &[&'a TensorChange]) -> BTreeMap<&'a str, (String, f64)> {
+    let mut out = BTreeMap::new();
     let rels: Vec<f64> = changed.iter().map(|c| c.rel).collect();
-    robust_outliers(&rels, 5)
-        .into_iter()
-        .map(|i| changed[i].name.as_str())
-        .collect()
+    let med = median(rels.clone());
+    for i in robust_outliers(&rels, 5) {
+        out.insert(
+            changed[i].name.as_str(),
+            ("the rest of the model".to_string(), med),
+        );
+    }
+    let mut layers: BTreeMap<String, Vec<&'a TensorChange>> = BTreeMap::new();
+    for c in changed {
+        let (_, row, _) = layer_of(&c.name);
+        if row != "(no layer)" {
+            layers.entry(row).or_default().push(c);
+        }
+    }
+    for (layer, members) in layers {
+        let rels: Vec<f64> = members.iter().map(|c| c.rel).collect();
+        let med = median(rels.clone());
+        for i in robust_outliers(&rels, 5) {
+            out.entry(members[i].name.as_str())
+                .or_insert_with(|| (format!("the other tensors of {layer}"), med));
+        }
+    }
+    out
 }
 
 /// Rows (indices into `r.changed`) that changed far more than the tensor's other changed rows:
@@ -1124,8 +1146,26 @@ mod tests {
             .chain([mk("big", 0.5)])
             .collect();
         let refs: Vec<&TensorChange> = v.iter().collect();
-        assert_eq!(outlier_names(&refs), BTreeSet::from(["big"]));
+        let out = outlier_names(&refs);
+        assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec!["big"]);
+        assert_eq!(out["big"].0, "the rest of the model");
         let refs: Vec<&TensorChange> = v[..8].iter().collect();
         assert!(outlier_names(&refs).is_empty());
+        // Layers that drift apart hide a tensor from the global rule, not from its layer's.
+        let mut v = Vec::new();
+        for l in 0..8 {
+            let s = 10f64.powf(-4.0 + 0.3 * l as f64);
+            for k in ["q", "k", "v", "o", "up", "down"] {
+                let rel = if l == 5 && k == "v" { 0.45 } else { s };
+                v.push(mk(&format!("m.layers.{l}.{k}"), rel));
+            }
+        }
+        let refs: Vec<&TensorChange> = v.iter().collect();
+        let out = outlier_names(&refs);
+        assert_eq!(
+            out.keys().copied().collect::<Vec<_>>(),
+            vec!["m.layers.5.v"]
+        );
+        assert_eq!(out["m.layers.5.v"].0, "the other tensors of m.layers.5");
     }
 }
