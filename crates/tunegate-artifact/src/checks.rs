@@ -50,6 +50,22 @@ tunegate_core::declare_checks! {
         "The model matches an approved-model entry exactly; names the id, revision and folder digest.";
     APPROVED_IGNORED = "M027", "model.approved-ignored", Info,
         "A top-level folder the approved-model comparison skips by rule (.git/, .cache/huggingface/).";
+    DIFF_TENSOR_SET = "M030", "model.diff-tensor-set", Medium,
+        "`model diff`: a tensor was added or removed, or changed dtype or shape, against the reference (high with --identical).";
+    DIFF_ROW_EDIT = "M031", "model.diff-row-edit", High,
+        "`model diff`: only a few rows of a tensor changed (at most 5%) while the rest are bit-identical: a targeted edit such as rewritten embedding rows.";
+    DIFF_LOCALIZED = "M032", "model.diff-localized-change", High,
+        "`model diff`: one of few changed tensors (at most 3, or 5% of them) while at least 75% of the model is bit-identical to the reference: a targeted edit, not a fine-tune.";
+    DIFF_OUTLIER = "M033", "model.diff-outlier-change", Medium,
+        "`model diff`: a tensor's relative change is an outlier against the other changed tensors of the model or of its layer (robust z-score of log change over 3.5 and at least 10x the median).";
+    NONFINITE_WEIGHTS = "M034", "model.weights-nonfinite", High,
+        "A tensor holds NaN or infinite values.";
+    DIFF_SUMMARY = "M035", "model.diff-summary", Info,
+        "`model diff`: how many tensors changed against the reference and by how much.";
+    DIFF_NOT_IDENTICAL = "M036", "model.diff-not-identical", High,
+        "`model diff --identical`: the model was claimed identical to the reference but some tensor differs.";
+    DIFF_ROW_OUTLIERS = "M037", "model.diff-row-outliers", Medium,
+        "`model diff` with reference weights: a few rows (at most 1%) of a tensor changed far more than its other rows (robust z-score over 3.5, at least 10x the median row change): edited rows hidden in a fine-tune, or tokens the fine-tune trained hard.";
 }
 
 #[cfg(test)]

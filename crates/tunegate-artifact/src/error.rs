@@ -40,6 +40,16 @@ pub enum Error {
         /// What is wrong, naming the entry.
         msg: String,
     },
+    /// Input that weight statistics cannot be computed from: a malformed safetensors header, an
+    /// unsupported dtype, a broken index or fingerprint. The message names the tensor when there
+    /// is one.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the tensor.
+        message: String,
+    },
 }
 
 /// Result with the crate's error.

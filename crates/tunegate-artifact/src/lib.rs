@@ -11,6 +11,8 @@
 //! `model` gate report; findings use the `M###` ids of [`checks`]. [`hash`] hashes model files
 //! and folders in parallel (memory-mapped, each file read once); [`approved`] pins models by
 //! digest in an approved-model list (`approved.toml`) and verifies a file or folder against it.
+//! [`safetensors`] maps safetensors weights and [`weights`] fingerprints them (per-tensor
+//! statistics) and diffs a model against a reference model or a stored fingerprint.
 //!
 //! Design decisions:
 //! - **Allow-list first.** Deny-lists only grade severity and explain; an unknown callable invoked
@@ -30,7 +32,9 @@ pub mod formats;
 pub mod hash;
 pub mod pickle;
 pub mod policy;
+pub mod safetensors;
 pub mod scan;
+pub mod weights;
 
 pub use checks::CHECKS;
 pub use error::{Error, Result};

@@ -154,13 +154,23 @@ pub struct Summary {
 }
 
 /// How a chart is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized as `"bar"`, `"histogram"` or `{"heatmap": {"columns": [...]}}`; reports written
+/// before the heatmap existed read unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChartKind {
     /// Horizontal bars, one per label.
     Bar,
     /// Vertical bars over ordered bins; labels are bin edges or ranges.
     Histogram,
+    /// A grid: `labels` name the rows, `columns` the columns, and `values` holds
+    /// `labels.len() * columns.len()` cells in row-major order. Cells are drawn on a log scale;
+    /// a negative value marks an empty cell (nothing there), zero means "no change".
+    Heatmap {
+        /// Column labels.
+        columns: Vec<String>,
+    },
 }
 
 /// Data for one chart in the HTML report. Gates add charts; renderers draw them generically.
@@ -170,11 +180,11 @@ pub struct Chart {
     pub id: String,
     /// Title shown above the chart.
     pub title: String,
-    /// Bar or histogram.
+    /// Bar, histogram or heatmap.
     pub kind: ChartKind,
-    /// One label per value.
+    /// One label per value (per row for a heatmap).
     pub labels: Vec<String>,
-    /// Values, same length as `labels`.
+    /// Values, same length as `labels` (rows × columns, row-major, for a heatmap).
     pub values: Vec<f64>,
     /// What the values measure (axis caption).
     #[serde(default)]
@@ -334,5 +344,18 @@ mod tests {
         let back: Report = serde_json::from_str(&s).unwrap();
         assert_eq!(back, r);
         assert!(s.contains("\"schema\":\"tunegate.report/v1\""));
+    }
+
+    #[test]
+    fn chart_kinds_serialize_compatibly() {
+        assert_eq!(serde_json::to_string(&ChartKind::Bar).unwrap(), "\"bar\"");
+        let back: ChartKind = serde_json::from_str("\"histogram\"").unwrap();
+        assert_eq!(back, ChartKind::Histogram);
+        let h = ChartKind::Heatmap {
+            columns: vec!["q".into()],
+        };
+        let s = serde_json::to_string(&h).unwrap();
+        assert_eq!(s, r#"{"heatmap":{"columns":["q"]}}"#);
+        assert_eq!(serde_json::from_str::<ChartKind>(&s).unwrap(), h);
     }
 }

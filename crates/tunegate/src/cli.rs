@@ -73,6 +73,20 @@ enum ModelCmd {
         #[command(flatten)]
         args: crate::model_cmd::ModelApproveArgs,
     },
+    /// Per-tensor statistics of safetensors weights (dtype, shape, mean, std, min, max, L2,
+    /// quantiles, NaN/Inf counts, row hashes) as tunegate.fingerprint/v1 JSON.
+    Fingerprint {
+        #[command(flatten)]
+        args: crate::model_cmd::ModelFingerprintArgs,
+    },
+    /// Which tensors and rows changed against a reference model or fingerprint, and whether the
+    /// change looks targeted; exits 1 on findings at or above --fail-on.
+    Diff {
+        #[command(flatten)]
+        args: crate::model_cmd::ModelDiffArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -266,6 +280,17 @@ pub fn run() -> Result<u8> {
             report.emit(&rep, &crate::model_cmd::metrics(&rep))
         }
         Command::Model(ModelCmd::Approve { args }) => crate::model_cmd::approve(&args),
+        Command::Model(ModelCmd::Fingerprint { args }) => crate::model_cmd::fingerprint(&args),
+        Command::Model(ModelCmd::Diff { args, report }) => {
+            let progress = report.progress();
+            let rep = crate::model_cmd::diff(&args, progress.as_ref());
+            drop(progress);
+            let mut rep = rep?;
+            if let Some(f) = report.fail_on {
+                rep = rep.with_fail_on(f);
+            }
+            report.emit(&rep, &crate::model_cmd::metrics(&rep))
+        }
         Command::Report(ReportCmd::Render {
             report_json,
             report,

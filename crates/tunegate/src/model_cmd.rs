@@ -22,6 +22,84 @@ pub fn scan(args: &ModelScanArgs) -> Result<Report> {
     Ok(tunegate_artifact::scan_paths(&args.paths)?)
 }
 
+/// Arguments of `tunegate model fingerprint`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelFingerprintArgs {
+    /// A .safetensors file, a model.safetensors.index.json, or a folder holding either.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Write the fingerprint (tunegate.fingerprint/v1 JSON) to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// No chatter on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Arguments of `tunegate model diff`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelDiffArgs {
+    /// The model: a .safetensors file, an index, or a folder.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The reference: weights (file, index or folder) or a fingerprint written by
+    /// `tunegate model fingerprint` (a .json file).
+    #[arg(long, value_name = "REF")]
+    pub reference: PathBuf,
+    /// The model is claimed identical to the reference: any difference fails the gate.
+    #[arg(long)]
+    pub identical: bool,
+}
+
+/// Fingerprints a model and writes the JSON; returns 0. NaN and infinite values are reported on
+/// stderr (they are findings of `model diff`).
+pub fn fingerprint(args: &ModelFingerprintArgs) -> Result<u8> {
+    let progress: Box<dyn tunegate_core::progress::Progress> = if args.quiet {
+        Box::new(tunegate_core::progress::NoProgress)
+    } else {
+        crate::output::ReportArgs::bar()
+    };
+    let fp = tunegate_artifact::weights::fingerprint(&args.path, progress.as_ref())?;
+    drop(progress);
+    let text = serde_json::to_string_pretty(&fp)? + "\n";
+    crate::output::write_out(args.output.as_deref(), &text)?;
+    if !args.quiet {
+        for (name, t) in &fp.tensors {
+            if t.nan + t.inf > 0 {
+                eprintln!(
+                    "tunegate: warning: tensor '{name}' ({}) holds {} NaN and {} infinite values",
+                    t.file, t.nan, t.inf
+                );
+            }
+        }
+        if let Some(o) = &args.output {
+            eprintln!(
+                "tunegate: fingerprint of {} tensors in {} file(s) written to {}",
+                fp.tensors.len(),
+                fp.files.len(),
+                o.display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Diffs a model against its reference into a `model` gate report (threshold `high`).
+pub fn diff(
+    args: &ModelDiffArgs,
+    progress: &dyn tunegate_core::progress::Progress,
+) -> Result<Report> {
+    let opts = tunegate_artifact::weights::DiffOptions {
+        identical: args.identical,
+    };
+    Ok(tunegate_artifact::weights::diff(
+        &args.path,
+        &args.reference,
+        &opts,
+        progress,
+    )?)
+}
+
 /// The model gate's telemetry in Prometheus text format (for `--metrics-file`).
 pub fn metrics(report: &Report) -> String {
     let mut out = String::new();

@@ -10,7 +10,8 @@
 //! Contents: header (gate, verdict, fail-on, tool, subjects with digests), one card per
 //! severity, a "findings per check" bar chart coloured by each check's default severity, every
 //! chart in [`Report::charts`] drawn generically ([`ChartKind::Bar`] as horizontal bars,
-//! [`ChartKind::Histogram`] as vertical bars over bins), and a findings table, most severe first,
+//! [`ChartKind::Histogram`] as vertical bars over bins, [`ChartKind::Heatmap`] as a grid of cells
+//! coloured by log10 of the value), and a findings table, most severe first,
 //! capped at [`MAX_TABLE_ROWS`] rows (the JSON report has them all).
 use super::text::visible;
 use crate::{Chart, ChartKind, CheckInfo, Finding, Report, Severity, Verdict};
@@ -24,6 +25,12 @@ pub const MAX_TABLE_ROWS: usize = 5_000;
 const MAX_BARS: usize = 60;
 /// Bins drawn per histogram before the rest are summarised in a note.
 const MAX_BINS: usize = 400;
+/// Heatmap rows and columns drawn before the rest are summarised in a note.
+const MAX_HEAT_ROWS: usize = 160;
+const MAX_HEAT_COLS: usize = 48;
+/// Heatmap colour scale bounds (decades): the scale spans the data's decades within these.
+const HEAT_LOG_FLOOR: i32 = -12;
+const HEAT_LOG_CEIL: i32 = 3;
 /// Evidence longer than this (compact JSON, in chars) is clipped in the table.
 const MAX_EVIDENCE_CHARS: usize = 4_000;
 
@@ -318,12 +325,17 @@ fn generic_chart(out: &mut String, chart: &Chart) {
         esc(&chart.id),
         esc(&chart.title)
     );
+    if let ChartKind::Heatmap { columns } = &chart.kind {
+        heatmap_svg(out, chart, columns);
+        out.push_str("</section>\n");
+        return;
+    }
     let n = chart.labels.len().min(chart.values.len());
     if n == 0 {
         out.push_str("<p class=\"empty\">No data.</p>\n</section>\n");
         return;
     }
-    match chart.kind {
+    match &chart.kind {
         ChartKind::Bar => {
             let bars: Vec<Bar> = chart
                 .labels
@@ -339,6 +351,7 @@ fn generic_chart(out: &mut String, chart: &Chart) {
             hbar_svg(out, &chart.id, &bars, &chart.unit);
         }
         ChartKind::Histogram => histogram_svg(out, chart, n),
+        ChartKind::Heatmap { .. } => {}
     }
     if chart.labels.len() != chart.values.len() {
         let _ = writeln!(
@@ -530,6 +543,154 @@ fn histogram_svg(out: &mut String, chart: &Chart, n: usize) {
         let _ = writeln!(
             out,
             "<p class=\"note\">Showing the first {n_shown} of {n} bins.</p>"
+        );
+    }
+}
+
+/// The decades `(lo, hi)` a heatmap's colour scale spans: from the smallest positive value's
+/// decade to the largest's, at least two decades wide, within the floor and ceiling.
+fn heat_range(values: &[f64]) -> (i32, i32) {
+    let pos = values.iter().filter(|v| v.is_finite() && **v > 0.0);
+    let lo = pos.clone().fold(f64::INFINITY, |a, v| a.min(*v));
+    let hi = pos.fold(0.0_f64, |a, v| a.max(*v));
+    if hi <= 0.0 {
+        return (-8, 0);
+    }
+    let hi = (hi.log10().ceil() as i32).clamp(HEAT_LOG_FLOOR + 2, HEAT_LOG_CEIL);
+    let lo = (lo.log10().floor() as i32).clamp(HEAT_LOG_FLOOR, hi - 2);
+    (lo, hi)
+}
+
+/// The fill of a heatmap cell: grey for zero, pale yellow to dark red over `10^lo ..= 10^hi`
+/// on a log scale (values outside get the end colours).
+fn heat_color(v: f64, (lo, hi): (i32, i32)) -> String {
+    if !v.is_finite() || v <= 0.0 {
+        return "#e2e8f0".into();
+    }
+    let t = ((v.log10() - f64::from(lo)) / f64::from(hi - lo)).clamp(0.0, 1.0);
+    // Pale yellow (254,243,199) -> orange (234,88,12) -> dark red (127,29,29).
+    let (a, b, u) = if t < 0.5 {
+        ((254.0, 243.0, 199.0), (234.0, 88.0, 12.0), t * 2.0)
+    } else {
+        ((234.0, 88.0, 12.0), (127.0, 29.0, 29.0), t * 2.0 - 1.0)
+    };
+    let mix = |x: f64, y: f64| (x + (y - x) * u).round() as u8;
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(a.0, b.0),
+        mix(a.1, b.1),
+        mix(a.2, b.2)
+    )
+}
+
+/// Rows × columns of cells with row labels on the left, column labels above (rotated) and a
+/// decade legend below.
+fn heatmap_svg(out: &mut String, chart: &Chart, columns: &[String]) {
+    const W: f64 = 1000.0;
+    const LEFT: f64 = 190.0;
+    const TOP: f64 = 150.0;
+    const CELL_H: f64 = 16.0;
+    const LEGEND_H: f64 = 44.0;
+    let (rows, cols) = (chart.labels.len(), columns.len());
+    if rows == 0 || cols == 0 || chart.values.len() != rows * cols {
+        let _ = writeln!(
+            out,
+            "<p class=\"empty\">No data (or {} values for {rows} rows × {cols} columns).</p>",
+            chart.values.len()
+        );
+        return;
+    }
+    let (rs, cs) = (rows.min(MAX_HEAT_ROWS), cols.min(MAX_HEAT_COLS));
+    let range = heat_range(&chart.values);
+    let cell_w = ((W - LEFT - 10.0) / cs as f64).min(60.0);
+    let h = TOP + CELL_H * rs as f64 + LEGEND_H;
+    let _ = writeln!(
+        out,
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"{}\" data-chart=\"{}\">",
+        px(h),
+        esc(&format!("heatmap, {rs} rows by {cs} columns")),
+        esc(&chart.id)
+    );
+    for (j, c) in columns[..cs].iter().enumerate() {
+        let x = LEFT + cell_w * (j as f64 + 0.5);
+        let _ = writeln!(
+            out,
+            "<text transform=\"translate({} {}) rotate(-55)\" font-size=\"11\">{}</text>",
+            px(x + 3.0),
+            px(TOP - 6.0),
+            esc(&clip_label(c, 26))
+        );
+    }
+    for (i, r) in chart.labels[..rs].iter().enumerate() {
+        let y = TOP + CELL_H * i as f64;
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\">{}</text>",
+            LEFT - 8.0,
+            px(y + CELL_H - 4.0),
+            esc(&clip_label(r, 30))
+        );
+        for (j, c) in columns[..cs].iter().enumerate() {
+            let v = chart.values[i * cols + j];
+            if v < 0.0 {
+                continue;
+            }
+            let tip = if v == 0.0 {
+                format!("{r} · {c}: unchanged")
+            } else {
+                format!("{r} · {c}: {v:.3e}")
+            };
+            let _ = writeln!(
+                out,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" style=\"fill:{}\"><title>{}</title></rect>",
+                px(LEFT + cell_w * j as f64 + 0.5),
+                px(y + 0.5),
+                px((cell_w - 1.0).max(0.5)),
+                CELL_H - 1.0,
+                heat_color(v, range),
+                esc(&tip)
+            );
+        }
+    }
+    // Legend: one swatch per decade.
+    let ly = TOP + CELL_H * rs as f64 + 14.0;
+    let _ = writeln!(
+        out,
+        "<rect x=\"{LEFT}\" y=\"{}\" width=\"28\" height=\"12\" style=\"fill:{}\"/><text class=\"cap\" x=\"{}\" y=\"{}\">0</text>",
+        px(ly),
+        heat_color(0.0, range),
+        LEFT + 2.0,
+        px(ly + 26.0)
+    );
+    let decades = (range.1 - range.0) as usize;
+    for k in 0..=decades {
+        let e = f64::from(range.0) + k as f64;
+        let x = LEFT + 40.0 + 34.0 * k as f64;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"28\" height=\"12\" style=\"fill:{}\"/><text class=\"cap\" x=\"{}\" y=\"{}\">1e{}</text>",
+            px(x),
+            px(ly),
+            heat_color(10f64.powf(e), range),
+            px(x),
+            px(ly + 26.0),
+            e as i32
+        );
+    }
+    if !chart.unit.is_empty() {
+        let _ = writeln!(
+            out,
+            "<text class=\"cap\" x=\"{}\" y=\"{}\">{}</text>",
+            px(LEFT + 40.0 + 34.0 * (decades as f64 + 1.0) + 10.0),
+            px(ly + 10.0),
+            esc(&chart.unit)
+        );
+    }
+    out.push_str("</svg>\n");
+    if rows > rs || cols > cs {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Showing the first {rs} of {rows} rows and {cs} of {cols} columns.</p>"
         );
     }
 }
@@ -732,6 +893,47 @@ mod tests {
         assert_eq!(nice_axis(7.0), (2.0, 8.0));
         assert_eq!(nice_axis(0.9), (0.25, 1.0));
         assert_eq!(nice_axis(f64::INFINITY), (1.0, 1.0));
+    }
+
+    #[test]
+    fn heat_scale() {
+        let r = (-8, 0);
+        assert_eq!(heat_color(0.0, r), "#e2e8f0");
+        assert_eq!(heat_color(1e-9, r), heat_color(1e-8, r));
+        assert_eq!(heat_color(1.0, r), "#7f1d1d");
+        assert_eq!(heat_color(5.0, r), "#7f1d1d");
+        assert_eq!(heat_color(1e-4, r), "#ea580c");
+        // The range follows the data: decades of the smallest and largest positive values.
+        assert_eq!(heat_range(&[0.0, -1.0, 2e-4, 0.3]), (-4, 0));
+        assert_eq!(heat_range(&[0.0, 1e-3]), (-5, -3));
+        assert_eq!(heat_range(&[1e-30, 1e9]), (-12, 3));
+        assert_eq!(heat_range(&[0.0, -1.0]), (-8, 0));
+    }
+
+    #[test]
+    fn heatmap_draws_cells_and_skips_empty_ones() {
+        let chart = Chart {
+            id: "h".into(),
+            title: "t".into(),
+            kind: ChartKind::Heatmap {
+                columns: vec!["q<".into(), "k".into()],
+            },
+            labels: vec!["0".into(), "1".into()],
+            values: vec![0.0, 1e-3, -1.0, 1.0],
+            unit: "relative change".into(),
+        };
+        let mut out = String::new();
+        generic_chart(&mut out, &chart);
+        // 3 cells + the zero swatch + one per decade from 1e-3 to 1e0.
+        assert_eq!(out.matches("<rect").count(), 3 + 1 + 4);
+        assert!(out.contains("q&lt;"));
+        assert!(out.contains("0 · q&lt;: unchanged"));
+        assert!(out.contains(">1e-3<") && out.contains(">1e0<"));
+        let mut bad = chart.clone();
+        bad.values.pop();
+        let mut out = String::new();
+        generic_chart(&mut out, &bad);
+        assert!(out.contains("No data"));
     }
 
     #[test]
