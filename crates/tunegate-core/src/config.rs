@@ -163,9 +163,15 @@ mod tests {
         assert_eq!(c.infra.as_ref().unwrap().paths.len(), 2);
         assert_eq!(c.deps.as_ref().unwrap().advisories.len(), 0);
         std::fs::write(&p, "[deps]\nfiles = [\"r.txt\"]\nadvisory = [\"x\"]\n").unwrap();
-        assert!(Config::load(&p).unwrap_err().to_string().contains("advisory"));
+        assert!(Config::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("advisory"));
         std::fs::write(&p, "[infra]\npaths = []\n").unwrap();
-        assert!(Config::load(&p).unwrap_err().to_string().contains("[infra] paths is empty"));
+        assert!(Config::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("[infra] paths is empty"));
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn split_opt(line: &str) -> (String, String) {
     }
     match line.split_once(char::is_whitespace) {
         Some((o, v)) => (o.to_string(), v.trim().to_string()),
-        None if line.len() > 2 && !line.starts_with("--") => {
+        None if line.len() > 2 && line.is_char_boundary(2) && !line.starts_with("--") => {
             (line[..2].to_string(), line[2..].trim().to_string())
         }
         None => (line.to_string(), String::new()),
@@ -125,9 +125,11 @@ fn split_opt(line: &str) -> (String, String) {
 
 fn is_url(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
-    ["http://", "https://", "file:", "git+", "hg+", "svn+", "bzr+", "git://", "ssh://"]
-        .iter()
-        .any(|p| l.starts_with(p))
+    [
+        "http://", "https://", "file:", "git+", "hg+", "svn+", "bzr+", "git://", "ssh://",
+    ]
+    .iter()
+    .any(|p| l.starts_with(p))
         || s.starts_with("./")
         || s.starts_with("../")
         || s.starts_with('/')
@@ -159,7 +161,10 @@ fn parse_requirement(file: &str, line: u64, text: &str, hashes: Vec<String>) -> 
         }
         return Ok(dep);
     }
-    if let Some((n, u)) = req.split_once(" @ ").or_else(|| req.split_once('@').filter(|(_, u)| u.trim_start().contains(':') || u.trim_start().starts_with('.'))) {
+    if let Some((n, u)) = req.split_once(" @ ").or_else(|| {
+        req.split_once('@')
+            .filter(|(_, u)| u.trim_start().contains(':') || u.trim_start().starts_with('.'))
+    }) {
         dep.name = normalize_name(n.split('[').next().unwrap_or(n));
         dep.url = Some(u.trim().to_string());
         return Ok(dep);
@@ -169,7 +174,11 @@ fn parse_requirement(file: &str, line: u64, text: &str, hashes: Vec<String>) -> 
         .unwrap_or(req.len());
     let name = &req[..end];
     if name.is_empty() {
-        return Err(Error::parse(file, line, format!("cannot read requirement '{text}'")));
+        return Err(Error::parse(
+            file,
+            line,
+            format!("cannot read requirement '{text}'"),
+        ));
     }
     dep.name = normalize_name(name);
     let mut rest = req[end..].trim();
@@ -182,11 +191,16 @@ fn parse_requirement(file: &str, line: u64, text: &str, hashes: Vec<String>) -> 
     let rest = rest.trim_start_matches('(').trim_end_matches(')').trim();
     dep.spec = rest.split_whitespace().collect::<Vec<_>>().join("");
     if !dep.spec.is_empty() {
-        let ok_chars = dep.spec.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"=<>!~,.*+-_".contains(&b)
-        });
+        let ok_chars = dep
+            .spec
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=<>!~,.*+-_".contains(&b));
         if !ok_chars || !dep.spec.starts_with(['=', '<', '>', '!', '~']) {
-            return Err(Error::parse(file, line, format!("cannot read version specifier '{rest}' of {name}")));
+            return Err(Error::parse(
+                file,
+                line,
+                format!("cannot read version specifier '{rest}' of {name}"),
+            ));
         }
     }
     let clauses: Vec<&str> = dep.spec.split(',').filter(|c| !c.is_empty()).collect();
@@ -200,9 +214,18 @@ fn parse_requirement(file: &str, line: u64, text: &str, hashes: Vec<String>) -> 
     Ok(dep)
 }
 
-fn read_requirements(path: &Path, out: &mut Parsed, depth: usize, stack: &mut Vec<PathBuf>) -> Result<()> {
+fn read_requirements(
+    path: &Path,
+    out: &mut Parsed,
+    depth: usize,
+    stack: &mut Vec<PathBuf>,
+) -> Result<()> {
     if depth > MAX_INCLUDE_DEPTH {
-        return Err(Error::parse(path, 0, format!("-r includes nested deeper than {MAX_INCLUDE_DEPTH}")));
+        return Err(Error::parse(
+            path,
+            0,
+            format!("-r includes nested deeper than {MAX_INCLUDE_DEPTH}"),
+        ));
     }
     let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
     if stack.contains(&canon) {
@@ -219,13 +242,24 @@ fn read_requirements(path: &Path, out: &mut Parsed, depth: usize, stack: &mut Ve
                 "-r" | "--requirement" | "-c" | "--constraint" => {
                     let inc = path.parent().unwrap_or(Path::new(".")).join(&val);
                     if is_url(&val) && !val.starts_with('.') && !val.starts_with('/') {
-                        out.options.push(OptionLine { file: file.clone(), line, option: opt, value: val });
+                        out.options.push(OptionLine {
+                            file: file.clone(),
+                            line,
+                            option: opt,
+                            value: val,
+                        });
                         continue;
                     }
                     read_requirements(&inc, out, depth + 1, stack)?;
                 }
-                "-i" | "--index-url" | "--extra-index-url" | "-f" | "--find-links" | "--trusted-host" => {
-                    out.options.push(OptionLine { file: file.clone(), line, option: opt, value: val });
+                "-i" | "--index-url" | "--extra-index-url" | "-f" | "--find-links"
+                | "--trusted-host" => {
+                    out.options.push(OptionLine {
+                        file: file.clone(),
+                        line,
+                        option: opt,
+                        value: val,
+                    });
                 }
                 "-e" | "--editable" => {
                     let mut d = parse_requirement(&file, line, &val, Vec::new())?;
@@ -237,7 +271,11 @@ fn read_requirements(path: &Path, out: &mut Parsed, depth: usize, stack: &mut Ve
                 "--no-index" | "--require-hashes" | "--pre" | "--prefer-binary" | "--no-binary"
                 | "--only-binary" | "--use-feature" | "--config-settings" | "--global-option" => {}
                 other => {
-                    return Err(Error::parse(path, line, format!("unknown option '{other}'")));
+                    return Err(Error::parse(
+                        path,
+                        line,
+                        format!("unknown option '{other}'"),
+                    ));
                 }
             }
             continue;
@@ -290,22 +328,48 @@ fn package_lines(text: &str) -> Vec<u64> {
 fn read_uv(path: &Path, out: &mut Parsed) -> Result<()> {
     let text = crate::error::read_text(path)?;
     out.files.push(path.to_path_buf());
-    let v: toml::Value = toml::from_str(&text).map_err(|e| Error::parse(path, 0, format!("not TOML: {e}")))?;
+    let v: toml::Value =
+        toml::from_str(&text).map_err(|e| Error::parse(path, 0, format!("not TOML: {e}")))?;
     let lines = package_lines(&text);
     let file = path.display().to_string();
-    for (i, p) in v.get("package").and_then(|x| x.as_array()).into_iter().flatten().enumerate() {
+    for (i, p) in v
+        .get("package")
+        .and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let line = lines.get(i).copied().unwrap_or(0);
-        let name = p.get("name").and_then(|x| x.as_str()).ok_or_else(|| Error::parse(path, line, "[[package]] without name"))?;
+        let name = p
+            .get("name")
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| Error::parse(path, line, "[[package]] without name"))?;
         let version = p.get("version").and_then(|x| x.as_str()).map(String::from);
         let src = p.get("source").and_then(|x| x.as_table());
-        let mut dep = Dep { file: file.clone(), line, name: normalize_name(name), version: version.clone(), spec: version.as_ref().map(|v| format!("=={v}")).unwrap_or_default(), hashes: Vec::new(), url: None, index: None };
+        let mut dep = Dep {
+            file: file.clone(),
+            line,
+            name: normalize_name(name),
+            version: version.clone(),
+            spec: version
+                .as_ref()
+                .map(|v| format!("=={v}"))
+                .unwrap_or_default(),
+            hashes: Vec::new(),
+            url: None,
+            index: None,
+        };
         if let Some(src) = src {
             if let Some(r) = src.get("registry").and_then(|x| x.as_str()) {
                 if !DEFAULT_INDEXES.contains(&r) {
                     dep.index = Some(r.to_string());
                 }
             } else if src.contains_key("editable") || src.contains_key("virtual") {
-                let p = src.get("editable").or_else(|| src.get("virtual")).and_then(|x| x.as_str()).unwrap_or("");
+                let p = src
+                    .get("editable")
+                    .or_else(|| src.get("virtual"))
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("");
                 if p == "." {
                     continue; // the project itself
                 }
@@ -313,7 +377,11 @@ fn read_uv(path: &Path, out: &mut Parsed) -> Result<()> {
             } else {
                 for k in ["git", "url", "path", "directory"] {
                     if let Some(u) = src.get(k).and_then(|x| x.as_str()) {
-                        dep.url = Some(if k == "git" { format!("git+{u}") } else { u.to_string() });
+                        dep.url = Some(if k == "git" {
+                            format!("git+{u}")
+                        } else {
+                            u.to_string()
+                        });
                         break;
                     }
                 }
@@ -325,7 +393,12 @@ fn read_uv(path: &Path, out: &mut Parsed) -> Result<()> {
             }
         };
         push_hash(p.get("sdist"));
-        for w in p.get("wheels").and_then(|x| x.as_array()).into_iter().flatten() {
+        for w in p
+            .get("wheels")
+            .and_then(|x| x.as_array())
+            .into_iter()
+            .flatten()
+        {
             push_hash(Some(w));
         }
         out.deps.push(dep);
@@ -336,15 +409,40 @@ fn read_uv(path: &Path, out: &mut Parsed) -> Result<()> {
 fn read_poetry(path: &Path, out: &mut Parsed) -> Result<()> {
     let text = crate::error::read_text(path)?;
     out.files.push(path.to_path_buf());
-    let v: toml::Value = toml::from_str(&text).map_err(|e| Error::parse(path, 0, format!("not TOML: {e}")))?;
+    let v: toml::Value =
+        toml::from_str(&text).map_err(|e| Error::parse(path, 0, format!("not TOML: {e}")))?;
     let lines = package_lines(&text);
     let file = path.display().to_string();
-    let meta_files = v.get("metadata").and_then(|m| m.get("files")).and_then(|f| f.as_table());
-    for (i, p) in v.get("package").and_then(|x| x.as_array()).into_iter().flatten().enumerate() {
+    let meta_files = v
+        .get("metadata")
+        .and_then(|m| m.get("files"))
+        .and_then(|f| f.as_table());
+    for (i, p) in v
+        .get("package")
+        .and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let line = lines.get(i).copied().unwrap_or(0);
-        let name = p.get("name").and_then(|x| x.as_str()).ok_or_else(|| Error::parse(path, line, "[[package]] without name"))?;
+        let name = p
+            .get("name")
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| Error::parse(path, line, "[[package]] without name"))?;
         let version = p.get("version").and_then(|x| x.as_str()).map(String::from);
-        let mut dep = Dep { file: file.clone(), line, name: normalize_name(name), version: version.clone(), spec: version.as_ref().map(|v| format!("=={v}")).unwrap_or_default(), hashes: Vec::new(), url: None, index: None };
+        let mut dep = Dep {
+            file: file.clone(),
+            line,
+            name: normalize_name(name),
+            version: version.clone(),
+            spec: version
+                .as_ref()
+                .map(|v| format!("=={v}"))
+                .unwrap_or_default(),
+            hashes: Vec::new(),
+            url: None,
+            index: None,
+        };
         if let Some(src) = p.get("source").and_then(|x| x.as_table()) {
             let ty = src.get("type").and_then(|x| x.as_str()).unwrap_or("");
             let url = src.get("url").and_then(|x| x.as_str()).unwrap_or("");
@@ -354,7 +452,11 @@ fn read_poetry(path: &Path, out: &mut Parsed) -> Result<()> {
                 _ => dep.url = Some(format!("{ty} {url}")),
             }
         }
-        let files = p.get("files").and_then(|x| x.as_array()).or_else(|| meta_files.and_then(|m| m.get(name)).and_then(|x| x.as_array()));
+        let files = p.get("files").and_then(|x| x.as_array()).or_else(|| {
+            meta_files
+                .and_then(|m| m.get(name))
+                .and_then(|x| x.as_array())
+        });
         for f in files.into_iter().flatten() {
             if let Some(h) = f.get("hash").and_then(|h| h.as_str()) {
                 dep.hashes.push(h.trim_start_matches("sha256:").to_string());
@@ -389,7 +491,11 @@ pub fn check_parsed(p: &Parsed, advisories: &[Advisory]) -> Vec<Finding> {
     let mut out = Vec::new();
     let bad = compromised();
     let loc = |d: &Dep| {
-        let mut l = Location::file(&d.file).field(if d.name.is_empty() { "requirement".to_string() } else { d.name.clone() });
+        let mut l = Location::file(&d.file).field(if d.name.is_empty() {
+            "requirement".to_string()
+        } else {
+            d.name.clone()
+        });
         l.line = Some(d.line);
         l
     };
@@ -410,44 +516,128 @@ pub fn check_parsed(p: &Parsed, advisories: &[Advisory]) -> Vec<Finding> {
         };
         let mut l = Location::file(&o.file).field(o.option.clone());
         l.line = Some(o.line);
-        out.push(Finding::new(&DEP_INDEX_OVERRIDE, format!("{} {} {what}", o.option, o.value), l).evidence(serde_json::json!({"option": o.option, "value": o.value})));
+        out.push(
+            Finding::new(
+                &DEP_INDEX_OVERRIDE,
+                format!("{} {} {what}", o.option, o.value),
+                l,
+            )
+            .evidence(serde_json::json!({"option": o.option, "value": o.value})),
+        );
     }
     for d in &p.deps {
-        let label = if d.name.is_empty() { d.url.clone().unwrap_or_default() } else { d.name.clone() };
+        let label = if d.name.is_empty() {
+            d.url.clone().unwrap_or_default()
+        } else {
+            d.name.clone()
+        };
         if let Some(u) = &d.url {
             out.push(Finding::new(&DEP_DIRECT_URL, format!("{label} is installed from {u}: no index, version pin or (for VCS/paths) hash can vouch for it"), loc(d)));
         } else if d.version.is_none() {
             out.push(Finding::new(&DEP_UNPINNED, format!("{label} is not pinned to one version ('{}'): each install may resolve to a different, possibly malicious, release", if d.spec.is_empty() { "no specifier" } else { &d.spec }), loc(d)));
         }
         if let Some(ix) = &d.index {
-            out.push(Finding::new(&DEP_INDEX_OVERRIDE, format!("{label} comes from the non-default index {ix}"), loc(d)));
+            out.push(Finding::new(
+                &DEP_INDEX_OVERRIDE,
+                format!("{label} comes from the non-default index {ix}"),
+                loc(d),
+            ));
         }
         if d.hashes.is_empty() && !d.url.as_deref().is_some_and(|u| u.starts_with("path ")) {
-            out.push(Finding::new(&DEP_NO_HASH, format!("{label} has no hash: a changed or substituted file would install silently"), loc(d)));
+            out.push(Finding::new(
+                &DEP_NO_HASH,
+                format!(
+                    "{label} has no hash: a changed or substituted file would install silently"
+                ),
+                loc(d),
+            ));
         }
         if let Some(c) = find_compromised(&bad, &d.name, d.version.as_deref()) {
-            let vs = if c.versions.iter().any(|v| v == "*") { "every release".to_string() } else { c.versions.join(", ") };
-            out.push(Finding::new(&DEP_COMPROMISED, format!("{}{} is a known-compromised release ({vs}): {}", d.name, d.version.as_deref().map(|v| format!("=={v}")).unwrap_or_default(), c.summary), loc(d)).evidence(serde_json::json!({"source": c.source})));
+            let vs = if c.versions.iter().any(|v| v == "*") {
+                "every release".to_string()
+            } else {
+                c.versions.join(", ")
+            };
+            out.push(
+                Finding::new(
+                    &DEP_COMPROMISED,
+                    format!(
+                        "{}{} is a known-compromised release ({vs}): {}",
+                        d.name,
+                        d.version
+                            .as_deref()
+                            .map(|v| format!("=={v}"))
+                            .unwrap_or_default(),
+                        c.summary
+                    ),
+                    loc(d),
+                )
+                .evidence(serde_json::json!({"source": c.source})),
+            );
         } else if d.version.is_none() && !d.name.is_empty() {
             // An unpinned requirement that admits a compromised release.
             for c in bad.iter().filter(|c| normalize_name(&c.name) == d.name) {
-                let admitted: Vec<&String> = c.versions.iter().filter(|v| spec_admits(&d.spec, v)).collect();
+                let admitted: Vec<&String> = c
+                    .versions
+                    .iter()
+                    .filter(|v| spec_admits(&d.spec, v))
+                    .collect();
                 if !admitted.is_empty() {
-                    out.push(Finding::new(&DEP_COMPROMISED, format!("{} '{}' admits known-compromised release(s) {}: {}", d.name, d.spec, admitted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), c.summary), loc(d)).severity(Severity::High).evidence(serde_json::json!({"source": c.source})));
+                    out.push(
+                        Finding::new(
+                            &DEP_COMPROMISED,
+                            format!(
+                                "{} '{}' admits known-compromised release(s) {}: {}",
+                                d.name,
+                                d.spec,
+                                admitted
+                                    .iter()
+                                    .map(|s| s.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                c.summary
+                            ),
+                            loc(d),
+                        )
+                        .severity(Severity::High)
+                        .evidence(serde_json::json!({"source": c.source})),
+                    );
                     break;
                 }
             }
         }
         if let Some(v) = &d.version {
             for a in advisories {
-                if a.affected.iter().any(|af| af.name == d.name && af.matches(v)) {
-                    let alias = if a.aliases.is_empty() { String::new() } else { format!(" ({})", a.aliases.join(", ")) };
-                    out.push(Finding::new(&DEP_ADVISORY, format!("{}=={v} is affected by {}{alias}: {}", d.name, a.id, a.summary), loc(d)).severity(a.severity.max(Severity::Low)).evidence(serde_json::json!({"advisory": a.id, "file": a.file})));
+                if a.affected
+                    .iter()
+                    .any(|af| af.name == d.name && af.matches(v))
+                {
+                    let alias = if a.aliases.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", a.aliases.join(", "))
+                    };
+                    out.push(
+                        Finding::new(
+                            &DEP_ADVISORY,
+                            format!(
+                                "{}=={v} is affected by {}{alias}: {}",
+                                d.name, a.id, a.summary
+                            ),
+                            loc(d),
+                        )
+                        .severity(a.severity.max(Severity::Low))
+                        .evidence(serde_json::json!({"advisory": a.id, "file": a.file})),
+                    );
                 }
             }
         }
         if let Some((_, safe)) = CODE_LOADERS.iter().find(|(n, _)| *n == d.name) {
-            out.push(Finding::new(&DEP_CODE_LOADING, format!("{}: {safe}", d.name), loc(d)));
+            out.push(Finding::new(
+                &DEP_CODE_LOADING,
+                format!("{}: {safe}", d.name),
+                loc(d),
+            ));
         }
     }
     out
@@ -458,7 +648,9 @@ pub fn spec_admits(spec: &str, v: &str) -> bool {
     if v == "*" {
         return true;
     }
-    let Some(ver) = Version::parse(v) else { return false };
+    let Some(ver) = Version::parse(v) else {
+        return false;
+    };
     spec.split(',').filter(|c| !c.is_empty()).all(|c| {
         let (op, rhs) = ["~=", "==", "!=", "<=", ">=", "<", ">", "==="]
             .iter()
@@ -471,7 +663,9 @@ pub fn spec_admits(spec: &str, v: &str) -> bool {
             let m = pre.is_some_and(|p| ver.release.starts_with(&p.release));
             return if op == "!=" { !m } else { m };
         }
-        let Some(r) = Version::parse(rhs) else { return true };
+        let Some(r) = Version::parse(rhs) else {
+            return true;
+        };
         match op {
             "==" | "===" => ver == r,
             "!=" => ver != r,
@@ -508,7 +702,10 @@ pub fn check(files: &[PathBuf], advisory_files: &[PathBuf], fail_on: Severity) -
     for f in p.files.iter().chain(advisory_files) {
         if f.is_file() {
             let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-            rep.subjects.push(Subject::sha256(f.display().to_string(), tunegate_core::digest::sha256_hex(&bytes)));
+            rep.subjects.push(Subject::sha256(
+                f.display().to_string(),
+                tunegate_core::digest::sha256_hex(&bytes),
+            ));
         }
     }
     rep.summary.records = Some(p.deps.len() as u64);

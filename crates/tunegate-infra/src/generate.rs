@@ -74,7 +74,9 @@ impl JobSpec {
                 .bytes()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
         {
-            return Err(Error::Usage(format!("--bucket '{b}' is not an S3 bucket name")));
+            return Err(Error::Usage(format!(
+                "--bucket '{b}' is not an S3 bucket name"
+            )));
         }
         if self.prefix.contains(['*', '?', '"']) || !self.prefix.ends_with('/') {
             return Err(Error::Usage(format!(
@@ -287,7 +289,11 @@ spec:
         })];
         if let Some(m) = &self.base_models {
             let m = m.trim_start_matches("s3://");
-            let m = if m.ends_with('/') { m.to_string() } else { format!("{m}/") };
+            let m = if m.ends_with('/') {
+                m.to_string()
+            } else {
+                format!("{m}/")
+            };
             stmts.push(serde_json::json!({
                 "Sid": "BaseModelsReadOnly",
                 "Effect": "Allow",

@@ -70,8 +70,7 @@ impl JobPrefix {
             rest.find('/').unwrap_or(rest.len())
         };
         let seg = &rest[..seg_len];
-        if seg.is_empty() || (!seg.starts_with("${") && (seg.contains('*') || seg.contains('?')))
-        {
+        if seg.is_empty() || (!seg.starts_with("${") && (seg.contains('*') || seg.contains('?'))) {
             return false;
         }
         rest[seg_len..].starts_with(after.as_str())
@@ -198,7 +197,11 @@ pub fn check_policy(file: &str, doc: &Node, prefix: Option<&JobPrefix>) -> Vec<F
             out.push(Finding::new(&IAM_WILDCARD, format!("{what} allows NotAction: everything except the listed actions, nearly always broader than intended"), loc("NotAction", n.line)));
         }
         if let Some(n) = st.get("NotResource") {
-            out.push(Finding::new(&IAM_WILDCARD, format!("{what} allows NotResource: every resource except the listed ones"), loc("NotResource", n.line)));
+            out.push(Finding::new(
+                &IAM_WILDCARD,
+                format!("{what} allows NotResource: every resource except the listed ones"),
+                loc("NotResource", n.line),
+            ));
         }
         let actions_node = st.get("Action");
         let actions: Vec<&str> = actions_node.map(Node::str_list).unwrap_or_default();
@@ -322,11 +325,13 @@ pub fn check_policy(file: &str, doc: &Node, prefix: Option<&JobPrefix>) -> Vec<F
                     format!("{what} grants '{r}': every object in bucket '{bucket}', not one job's prefix"),
                     loc("Resource", rline),
                 );
-                out.push(if read_only && prefix.is_some_and(|p| p.bucket() != bucket) {
-                    f.severity(Severity::Info)
-                } else {
-                    f
-                });
+                out.push(
+                    if read_only && prefix.is_some_and(|p| p.bucket() != bucket) {
+                        f.severity(Severity::Info)
+                    } else {
+                        f
+                    },
+                );
                 continue;
             }
             if let Some(stem) = obj.strip_suffix('*') {
@@ -349,7 +354,10 @@ pub fn check_policy(file: &str, doc: &Node, prefix: Option<&JobPrefix>) -> Vec<F
                         if read_only {
                             format!("{what} grants read-only '{r}' outside the job prefix '{}' (fine for base models)", p.template())
                         } else {
-                            format!("{what} grants writes on '{r}' outside the job prefix '{}'", p.template())
+                            format!(
+                                "{what} grants writes on '{r}' outside the job prefix '{}'",
+                                p.template()
+                            )
                         },
                         loc("Resource", rline),
                     );

@@ -137,10 +137,12 @@ fn pods_of<'a>(d: &'a Doc, out: &mut Vec<Pod<'a>>) -> bool {
     };
     match k {
         "Pod" => push(Some(n), String::new(), true),
-        "Job" | "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
-        | "ReplicationController" => {
-            push(n.path("spec.template"), "spec.template.".into(), true)
-        }
+        "Job"
+        | "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController" => push(n.path("spec.template"), "spec.template.".into(), true),
         "CronJob" => push(
             n.path("spec.jobTemplate.spec.template"),
             "spec.jobTemplate.spec.template.".into(),
@@ -364,11 +366,7 @@ fn binds_sa(binding: &Node, ns: &str, sa: &str) -> bool {
             let sn = s.get("name").and_then(Node::as_str).unwrap_or("");
             match sk {
                 "ServiceAccount" => {
-                    sn == sa
-                        && s.get("namespace")
-                            .and_then(Node::as_str)
-                            .unwrap_or(bns)
-                            == ns
+                    sn == sa && s.get("namespace").and_then(Node::as_str).unwrap_or(bns) == ns
                 }
                 "Group" => {
                     sn == "system:serviceaccounts"
@@ -400,15 +398,26 @@ const SECRET_ENV_NAMES: &[&str] = &[
 fn secretish_name(n: &str) -> bool {
     let u = n.to_ascii_uppercase();
     SECRET_ENV_NAMES.contains(&u.as_str())
-        || ["_TOKEN", "_SECRET", "_PASSWORD", "_API_KEY", "_SECRET_KEY", "_ACCESS_KEY"]
-            .iter()
-            .any(|s| u.ends_with(s))
+        || [
+            "_TOKEN",
+            "_SECRET",
+            "_PASSWORD",
+            "_API_KEY",
+            "_SECRET_KEY",
+            "_ACCESS_KEY",
+        ]
+        .iter()
+        .any(|s| u.ends_with(s))
 }
 
 /// Recognises token shapes in a value: Hugging Face (`hf_`), AWS access keys (`AKIA`/`ASIA`),
 /// GitHub (`ghp_`, `github_pat_`), OpenAI/Anthropic (`sk-`), Slack (`xox`).
 pub fn secretish_value(v: &str) -> Option<&'static str> {
-    let alnum = |s: &str, min: usize| s.len() >= min && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let alnum = |s: &str, min: usize| {
+        s.len() >= min
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
     if let Some(r) = v.strip_prefix("hf_") {
         if alnum(r, 30) {
             return Some("Hugging Face token");
@@ -416,7 +425,8 @@ pub fn secretish_value(v: &str) -> Option<&'static str> {
     }
     if (v.starts_with("AKIA") || v.starts_with("ASIA"))
         && v.len() == 20
-        && v.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
     {
         return Some("AWS access key id");
     }
@@ -450,7 +460,9 @@ const DANGEROUS_CAPS: &[&str] = &[
 
 fn is_pinned(image: &str) -> bool {
     image.split_once("@sha256:").is_some_and(|(_, h)| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     })
 }
 
@@ -472,12 +484,20 @@ pub fn check_docs(docs: &[Doc], opts: &InfraOptions) -> Vec<Finding> {
         }
         let msg = if k.is_empty() {
             "document is neither a Kubernetes object nor an IAM policy: not evaluated".to_string()
-        } else if k.contains("NetworkPolicy") || n.get("apiVersion").and_then(Node::as_str).is_some_and(|a| a.contains("cilium") || a.contains("calico")) {
+        } else if k.contains("NetworkPolicy")
+            || n.get("apiVersion")
+                .and_then(Node::as_str)
+                .is_some_and(|a| a.contains("cilium") || a.contains("calico"))
+        {
             format!("{k} '{}' is a CNI-specific policy: its egress rules are not evaluated (core NetworkPolicy only)", name(n))
         } else {
             format!("kind {k} ('{}') is not evaluated by this gate", name(n))
         };
-        out.push(Finding::new(&NOT_EVALUATED, msg, loc(&d.file, n.line, "kind")));
+        out.push(Finding::new(
+            &NOT_EVALUATED,
+            msg,
+            loc(&d.file, n.line, "kind"),
+        ));
     }
     for p in &pods {
         pod_checks(&g, p, &mut out);
@@ -512,11 +532,21 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
                 "hostNetwork" => " (NCCL over RDMA needs the device plugin's resource, not the host's network namespace; it also bypasses NetworkPolicy)",
                 _ => "",
             };
-            out.push(Finding::new(&HOST_NAMESPACES, format!("{who} sets {key}: true{advice}"), loc(p.file, n.line, f(key))));
+            out.push(Finding::new(
+                &HOST_NAMESPACES,
+                format!("{who} sets {key}: true{advice}"),
+                loc(p.file, n.line, f(key)),
+            ));
         }
     }
     // I003 hostPath.
-    for (i, v) in s.get("volumes").map(Node::seq).unwrap_or(&[]).iter().enumerate() {
+    for (i, v) in s
+        .get("volumes")
+        .map(Node::seq)
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
         if let Some(hp) = v.get("hostPath") {
             let path = hp.get("path").and_then(Node::as_str).unwrap_or("");
             let (sev, msg) = match path.trim_end_matches('/') {
@@ -526,13 +556,26 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
                 "/dev/shm" => (Severity::High, format!("{who} mounts the node's /dev/shm: use an emptyDir with medium: Memory for PyTorch shared memory")),
                 _ => (Severity::High, format!("{who} mounts hostPath {path}: the job reads or writes the node's filesystem")),
             };
-            out.push(Finding::new(&HOST_PATH, msg, loc(p.file, hp.line, f(&format!("volumes[{i}].hostPath")))).severity(sev));
+            out.push(
+                Finding::new(
+                    &HOST_PATH,
+                    msg,
+                    loc(p.file, hp.line, f(&format!("volumes[{i}].hostPath"))),
+                )
+                .severity(sev),
+            );
         }
     }
     // Containers.
     let pod_sc = s.get("securityContext");
     for group in ["initContainers", "containers", "ephemeralContainers"] {
-        for (i, c) in s.get(group).map(Node::seq).unwrap_or(&[]).iter().enumerate() {
+        for (i, c) in s
+            .get(group)
+            .map(Node::seq)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
             let cname = c.get("name").and_then(Node::as_str).unwrap_or("?");
             let cf = |k: &str| f(&format!("{group}[{i}].{k}"));
             let sc = c.get("securityContext");
@@ -545,18 +588,34 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
                 out.push(Finding::new(&PRIVILEGED, format!("{who} container '{cname}' does not set allowPrivilegeEscalation: false"), loc(p.file, ape.or(sc).map_or(c.line, |n| n.line), cf("securityContext.allowPrivilegeEscalation"))).severity(Severity::High));
             }
             let mut missing = Vec::new();
-            let drops: Vec<String> = scv("capabilities").and_then(|c| c.get("drop")).map(|d| d.str_list().iter().map(|s| s.to_ascii_uppercase()).collect()).unwrap_or_default();
+            let drops: Vec<String> = scv("capabilities")
+                .and_then(|c| c.get("drop"))
+                .map(|d| {
+                    d.str_list()
+                        .iter()
+                        .map(|s| s.to_ascii_uppercase())
+                        .collect()
+                })
+                .unwrap_or_default();
             if !drops.iter().any(|d| d == "ALL") {
                 missing.push("capabilities.drop [ALL]".to_string());
             }
-            for a in scv("capabilities").and_then(|c| c.get("add")).map(Node::str_list).unwrap_or_default() {
+            for a in scv("capabilities")
+                .and_then(|c| c.get("add"))
+                .map(Node::str_list)
+                .unwrap_or_default()
+            {
                 let u = a.to_ascii_uppercase();
                 let u = u.trim_start_matches("CAP_");
                 if DANGEROUS_CAPS.contains(&u) {
                     missing.push(format!("no added capability {a}"));
                 }
             }
-            let seccomp = |n: Option<&Node>| n.and_then(|s| s.path("seccompProfile.type")).and_then(Node::as_str).map(String::from);
+            let seccomp = |n: Option<&Node>| {
+                n.and_then(|s| s.path("seccompProfile.type"))
+                    .and_then(Node::as_str)
+                    .map(String::from)
+            };
             match seccomp(sc).or_else(|| seccomp(pod_sc)).as_deref() {
                 Some("RuntimeDefault" | "Localhost") => {}
                 _ => missing.push("seccompProfile RuntimeDefault".into()),
@@ -564,7 +623,9 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
             let get = |k: &str| scv(k).or_else(|| pod_sc.and_then(|s| s.get(k)));
             let non_root = get("runAsNonRoot").and_then(Node::as_bool) == Some(true)
                 && get("runAsUser").and_then(Node::as_i64) != Some(0);
-            let uid_ok = get("runAsUser").and_then(Node::as_i64).is_some_and(|u| u > 0);
+            let uid_ok = get("runAsUser")
+                .and_then(Node::as_i64)
+                .is_some_and(|u| u > 0);
             if !(non_root || uid_ok) {
                 missing.push("runAsNonRoot: true (or a non-zero runAsUser)".into());
             }
@@ -572,16 +633,33 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
                 missing.push("readOnlyRootFilesystem: true".into());
             }
             if !missing.is_empty() {
-                out.push(Finding::new(&CONTAINER_HARDENING, format!("{who} container '{cname}' lacks: {}", missing.join(", ")), loc(p.file, sc.map_or(c.line, |n| n.line), cf("securityContext"))).evidence(serde_json::json!({"missing": missing})));
+                out.push(
+                    Finding::new(
+                        &CONTAINER_HARDENING,
+                        format!("{who} container '{cname}' lacks: {}", missing.join(", ")),
+                        loc(p.file, sc.map_or(c.line, |n| n.line), cf("securityContext")),
+                    )
+                    .evidence(serde_json::json!({"missing": missing})),
+                );
             }
             // I012 env secrets.
-            for (j, e) in c.get("env").map(Node::seq).unwrap_or(&[]).iter().enumerate() {
+            for (j, e) in c
+                .get("env")
+                .map(Node::seq)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
                 let ename = e.get("name").and_then(Node::as_str).unwrap_or("");
                 let Some(vn) = e.get("value") else { continue };
-                let Some(v) = vn.as_str().filter(|v| !v.is_empty()) else { continue };
+                let Some(v) = vn.as_str().filter(|v| !v.is_empty()) else {
+                    continue;
+                };
                 let shape = secretish_value(v);
                 if secretish_name(ename) || shape.is_some() {
-                    let what = shape.map(|s| format!(" (looks like a {s})")).unwrap_or_default();
+                    let what = shape
+                        .map(|s| format!(" (looks like a {s})"))
+                        .unwrap_or_default();
                     out.push(Finding::new(&ENV_SECRET, format!("{who} container '{cname}' has secret material in env {ename}{what}: use valueFrom.secretKeyRef or workload identity"), loc(p.file, vn.line, cf(&format!("env[{j}].value")))));
                 }
             }
@@ -595,7 +673,9 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
         }
     }
     // I007 service account.
-    let sa_node = s.get("serviceAccountName").or_else(|| s.get("serviceAccount"));
+    let sa_node = s
+        .get("serviceAccountName")
+        .or_else(|| s.get("serviceAccount"));
     let sa = sa_node.and_then(Node::as_str).unwrap_or("default");
     let sa_doc = g.service_account(&p.namespace, sa);
     if sa == "default" {
@@ -605,41 +685,82 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
     }
     let pod_am = s.get("automountServiceAccountToken");
     let sa_am = sa_doc.and_then(|d| d.node.get("automountServiceAccountToken"));
-    let automount = pod_am.and_then(Node::as_bool).or_else(|| sa_am.and_then(Node::as_bool));
+    let automount = pod_am
+        .and_then(Node::as_bool)
+        .or_else(|| sa_am.and_then(Node::as_bool));
     if automount != Some(false) {
         out.push(Finding::new(&SERVICE_ACCOUNT, format!("{who} auto-mounts the service-account token (set automountServiceAccountToken: false on the pod or its ServiceAccount unless the job calls the Kubernetes API)"), loc(p.file, pod_am.map_or(p.spec.line, |n| n.line), f("automountServiceAccountToken"))));
     }
     // IRSA / workload identity.
     if let Some(sad) = sa_doc {
-        if let Some(arn) = sad.node.path("metadata.annotations").and_then(|a| a.get("eks.amazonaws.com/role-arn")) {
+        if let Some(arn) = sad
+            .node
+            .path("metadata.annotations")
+            .and_then(|a| a.get("eks.amazonaws.com/role-arn"))
+        {
             let arn_s = arn.as_str().unwrap_or("");
             let role = arn_s.rsplit('/').next().unwrap_or("");
-            let found = g.docs.iter().any(|d| d.node.get("Statement").is_some() && Path::new(&d.file).file_stem().and_then(|x| x.to_str()).is_some_and(|stem| !role.is_empty() && (stem == role || stem.starts_with(&format!("{role}-")) || stem.starts_with(&format!("{role}.")))));
+            let found = g.docs.iter().any(|d| {
+                d.node.get("Statement").is_some()
+                    && Path::new(&d.file)
+                        .file_stem()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|stem| {
+                            !role.is_empty()
+                                && (stem == role
+                                    || stem.starts_with(&format!("{role}-"))
+                                    || stem.starts_with(&format!("{role}.")))
+                        })
+            });
             if !found {
                 out.push(Finding::new(&NOT_EVALUATED, format!("ServiceAccount '{sa}' assumes IAM role '{arn_s}' but no policy file named '{role}.json' is in the checked tree: its permissions are not evaluated"), loc(&sad.file, arn.line, "metadata.annotations.eks.amazonaws.com/role-arn")));
             }
         }
-        if let Some(gsa) = sad.node.path("metadata.annotations").and_then(|a| a.get("iam.gke.io/gcp-service-account")) {
+        if let Some(gsa) = sad
+            .node
+            .path("metadata.annotations")
+            .and_then(|a| a.get("iam.gke.io/gcp-service-account"))
+        {
             out.push(Finding::new(&NOT_EVALUATED, format!("ServiceAccount '{sa}' uses GCP workload identity ({}): GCP IAM is not evaluated", gsa.as_str().unwrap_or("")), loc(&sad.file, gsa.line, "metadata.annotations.iam.gke.io/gcp-service-account")));
         }
     }
     // I001/I002 egress.
     let selecting: Vec<&Doc> = g
         .of_kind("NetworkPolicy")
-        .filter(|np| namespace(&np.node) == p.namespace && selector_matches(np.node.path("spec.podSelector"), &p.labels))
+        .filter(|np| {
+            namespace(&np.node) == p.namespace
+                && selector_matches(np.node.path("spec.podSelector"), &p.labels)
+        })
         .collect();
-    let egress: Vec<&&Doc> = selecting.iter().filter(|np| policy_types(&np.node).iter().any(|t| t == "Egress")).collect();
+    let egress: Vec<&&Doc> = selecting
+        .iter()
+        .filter(|np| policy_types(&np.node).iter().any(|t| t == "Egress"))
+        .collect();
     if egress.is_empty() {
         let why = if selecting.is_empty() {
             "no NetworkPolicy in namespace '{ns}' selects it".replace("{ns}", &p.namespace)
         } else {
             "the NetworkPolicies that select it do not list Egress in policyTypes".to_string()
         };
-        out.push(Finding::new(&EGRESS_NOT_ISOLATED, format!("{who}'s pods have open egress: {why}; add a default-deny egress policy"), loc(p.file, p.spec.line, p.field.clone())).evidence(serde_json::json!({"labels": p.labels})));
+        out.push(
+            Finding::new(
+                &EGRESS_NOT_ISOLATED,
+                format!("{who}'s pods have open egress: {why}; add a default-deny egress policy"),
+                loc(p.file, p.spec.line, p.field.clone()),
+            )
+            .evidence(serde_json::json!({"labels": p.labels})),
+        );
     }
     for np in egress {
         let npn = name(&np.node);
-        for (i, rule) in np.node.path("spec.egress").map(Node::seq).unwrap_or(&[]).iter().enumerate() {
+        for (i, rule) in np
+            .node
+            .path("spec.egress")
+            .map(Node::seq)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
             let field = format!("spec.egress[{i}]");
             let dns = ports_only_dns(rule);
             let to = rule.get("to").map(Node::seq).unwrap_or(&[]);
@@ -653,9 +774,17 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
                 let pf = format!("{field}.to[{j}]");
                 if let Some(ib) = peer.get("ipBlock") {
                     let cidr = ib.get("cidr").and_then(Node::as_str).unwrap_or("");
-                    let except: Vec<&str> = ib.get("except").map(Node::str_list).unwrap_or_default();
-                    let prefix_len: u32 = cidr.split_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(32);
-                    if (cidr == "0.0.0.0/0" || cidr == "::/0" || (prefix_len <= 8 && cidr.contains('.'))) && !dns {
+                    let except: Vec<&str> =
+                        ib.get("except").map(Node::str_list).unwrap_or_default();
+                    let prefix_len: u32 = cidr
+                        .split_once('/')
+                        .and_then(|(_, n)| n.parse().ok())
+                        .unwrap_or(32);
+                    if (cidr == "0.0.0.0/0"
+                        || cidr == "::/0"
+                        || (prefix_len <= 8 && cidr.contains('.')))
+                        && !dns
+                    {
                         out.push(Finding::new(&EGRESS_OPEN, format!("NetworkPolicy '{npn}' allows egress to {cidr}{}: effectively any destination for {who}", if except.is_empty() { String::new() } else { format!(" (except {})", except.join(", ")) }), loc(&np.file, ib.line, format!("{pf}.ipBlock"))));
                     }
                     if cidr_contains(cidr, IMDS) && !except.iter().any(|e| cidr_contains(e, IMDS)) {
@@ -663,7 +792,11 @@ fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
                     }
                 }
                 let ns_sel = peer.get("namespaceSelector");
-                if is_empty_selector(ns_sel) && (peer.get("podSelector").is_none() || is_empty_selector(peer.get("podSelector"))) && !dns {
+                if is_empty_selector(ns_sel)
+                    && (peer.get("podSelector").is_none()
+                        || is_empty_selector(peer.get("podSelector")))
+                    && !dns
+                {
                     out.push(Finding::new(&EGRESS_OPEN, format!("NetworkPolicy '{npn}' allows egress to every pod in every namespace (empty namespaceSelector)"), loc(&np.file, peer.line, format!("{pf}.namespaceSelector"))));
                 }
             }
@@ -678,13 +811,19 @@ fn hygiene(docs: &[Doc], out: &mut Vec<Finding>) {
         let (spec, field) = match kind(n) {
             "Job" => (n.get("spec"), "spec"),
             "CronJob" => (n.path("spec.jobTemplate.spec"), "spec.jobTemplate.spec"),
-            "PyTorchJob" | "TFJob" | "MPIJob" | "XGBoostJob" | "PaddleJob" => (n.path("spec.runPolicy"), "spec.runPolicy"),
+            "PyTorchJob" | "TFJob" | "MPIJob" | "XGBoostJob" | "PaddleJob" => {
+                (n.path("spec.runPolicy"), "spec.runPolicy")
+            }
             _ => continue,
         };
-        let missing: Vec<&str> = ["activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"]
-            .into_iter()
-            .filter(|k| spec.and_then(|s| s.get(k)).is_none())
-            .collect();
+        let missing: Vec<&str> = [
+            "activeDeadlineSeconds",
+            "backoffLimit",
+            "ttlSecondsAfterFinished",
+        ]
+        .into_iter()
+        .filter(|k| spec.and_then(|s| s.get(k)).is_none())
+        .collect();
         if !missing.is_empty() {
             out.push(Finding::new(&JOB_HYGIENE, format!("{} '{}' sets no {} (a stuck or compromised job keeps running, retries default to 6, finished pods linger)", kind(n), name(n), missing.join(", ")), loc(&d.file, spec.map_or(n.line, |s| s.line), field)).evidence(serde_json::json!({"missing": missing})));
         }
@@ -695,28 +834,60 @@ fn rbac_checks(g: &Graph, pods: &[Pod], out: &mut Vec<Finding>) {
     hygiene(g.docs, out);
     let mut sas: BTreeMap<(String, String), String> = BTreeMap::new();
     for p in pods {
-        let sa = p.spec.get("serviceAccountName").or_else(|| p.spec.get("serviceAccount")).and_then(Node::as_str).unwrap_or("default");
-        sas.entry((p.namespace.clone(), sa.to_string())).or_insert_with(|| p.owner.clone());
+        let sa = p
+            .spec
+            .get("serviceAccountName")
+            .or_else(|| p.spec.get("serviceAccount"))
+            .and_then(Node::as_str)
+            .unwrap_or("default");
+        sas.entry((p.namespace.clone(), sa.to_string()))
+            .or_insert_with(|| p.owner.clone());
     }
     for ((ns, sa), owner) in &sas {
         let who = format!("ServiceAccount {ns}/{sa} (used by {owner})");
-        for b in g.of_kind("RoleBinding").chain(g.of_kind("ClusterRoleBinding")) {
+        for b in g
+            .of_kind("RoleBinding")
+            .chain(g.of_kind("ClusterRoleBinding"))
+        {
             if !binds_sa(&b.node, ns, sa) {
                 continue;
             }
             let bns = namespace(&b.node);
-            let rk = b.node.path("roleRef.kind").and_then(Node::as_str).unwrap_or("");
-            let rn = b.node.path("roleRef.name").and_then(Node::as_str).unwrap_or("");
+            let rk = b
+                .node
+                .path("roleRef.kind")
+                .and_then(Node::as_str)
+                .unwrap_or("");
+            let rn = b
+                .node
+                .path("roleRef.name")
+                .and_then(Node::as_str)
+                .unwrap_or("");
             let rline = b.node.get("roleRef").map_or(b.node.line, |n| n.line);
             if matches!(rn, "cluster-admin" | "admin" | "edit") && rk == "ClusterRole" {
-                out.push(Finding::new(&RBAC_ESCALATION, format!("{who} is bound to the built-in ClusterRole '{rn}' by {} '{}'", kind(&b.node), name(&b.node)), loc(&b.file, rline, "roleRef")));
+                out.push(Finding::new(
+                    &RBAC_ESCALATION,
+                    format!(
+                        "{who} is bound to the built-in ClusterRole '{rn}' by {} '{}'",
+                        kind(&b.node),
+                        name(&b.node)
+                    ),
+                    loc(&b.file, rline, "roleRef"),
+                ));
                 continue;
             }
             let Some(role) = g.role(rk, bns, rn) else {
                 out.push(Finding::new(&NOT_EVALUATED, format!("{} '{}' binds {who} to {rk} '{rn}', which is not in the checked files: its rules are not evaluated", kind(&b.node), name(&b.node)), loc(&b.file, rline, "roleRef")));
                 continue;
             };
-            for (i, rule) in role.node.get("rules").map(Node::seq).unwrap_or(&[]).iter().enumerate() {
+            for (i, rule) in role
+                .node
+                .get("rules")
+                .map(Node::seq)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
                 rule_checks(&who, role, i, rule, out);
             }
         }
@@ -724,7 +895,16 @@ fn rbac_checks(g: &Graph, pods: &[Pod], out: &mut Vec<Finding>) {
 }
 
 fn rule_checks(who: &str, role: &Doc, i: usize, rule: &Node, out: &mut Vec<Finding>) {
-    let lower = |k: &str| -> Vec<String> { rule.get(k).map(|n| n.str_list().iter().map(|s| s.to_ascii_lowercase()).collect()).unwrap_or_default() };
+    let lower = |k: &str| -> Vec<String> {
+        rule.get(k)
+            .map(|n| {
+                n.str_list()
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let verbs = lower("verbs");
     let resources = lower("resources");
     let groups = lower("apiGroups");
@@ -734,28 +914,91 @@ fn rule_checks(who: &str, role: &Doc, i: usize, rule: &Node, out: &mut Vec<Findi
     let has_verb = |v: &str| verbs.iter().any(|x| x == v || x == "*");
     let has_res = |r: &str| resources.iter().any(|x| x == r || x == "*");
     let core = groups.is_empty() || groups.iter().any(|g| g.is_empty() || g == "*");
-    let wild: Vec<&str> = [("verbs", &verbs), ("resources", &resources), ("apiGroups", &groups)].into_iter().filter(|(_, v)| v.iter().any(|x| x == "*")).map(|(k, _)| k).collect();
+    let wild: Vec<&str> = [
+        ("verbs", &verbs),
+        ("resources", &resources),
+        ("apiGroups", &groups),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.iter().any(|x| x == "*"))
+    .map(|(k, _)| k)
+    .collect();
     if !wild.is_empty() {
-        out.push(Finding::new(&RBAC_WILDCARD, format!("{rname} grants {who} a wildcard in {}", wild.join(", ")), l()));
+        out.push(Finding::new(
+            &RBAC_WILDCARD,
+            format!("{rname} grants {who} a wildcard in {}", wild.join(", ")),
+            l(),
+        ));
     }
     if core && has_res("secrets") {
         if has_verb("list") || has_verb("watch") {
-            out.push(Finding::new(&RBAC_SECRETS, format!("{rname} lets {who} list/watch Secrets: every secret in scope"), l()).severity(Severity::Critical));
+            out.push(
+                Finding::new(
+                    &RBAC_SECRETS,
+                    format!("{rname} lets {who} list/watch Secrets: every secret in scope"),
+                    l(),
+                )
+                .severity(Severity::Critical),
+            );
         } else if has_verb("get") {
-            let f = Finding::new(&RBAC_SECRETS, format!("{rname} lets {who} get Secrets{}", if names.is_empty() { "" } else { " (limited by resourceNames)" }), l());
-            out.push(if names.is_empty() { f } else { f.severity(Severity::Medium) });
+            let f = Finding::new(
+                &RBAC_SECRETS,
+                format!(
+                    "{rname} lets {who} get Secrets{}",
+                    if names.is_empty() {
+                        ""
+                    } else {
+                        " (limited by resourceNames)"
+                    }
+                ),
+                l(),
+            );
+            out.push(if names.is_empty() {
+                f
+            } else {
+                f.severity(Severity::Medium)
+            });
         }
     }
-    let workloads = ["pods", "deployments", "jobs", "cronjobs", "statefulsets", "daemonsets", "replicasets", "replicationcontrollers", "pytorchjobs", "rayjobs", "rayclusters"];
-    if workloads.iter().any(|r| has_res(r)) && (has_verb("create") || has_verb("update") || has_verb("patch")) {
+    let workloads = [
+        "pods",
+        "deployments",
+        "jobs",
+        "cronjobs",
+        "statefulsets",
+        "daemonsets",
+        "replicasets",
+        "replicationcontrollers",
+        "pytorchjobs",
+        "rayjobs",
+        "rayclusters",
+    ];
+    if workloads.iter().any(|r| has_res(r))
+        && (has_verb("create") || has_verb("update") || has_verb("patch"))
+    {
         out.push(Finding::new(&RBAC_WORKLOADS, format!("{rname} lets {who} create or change pods/workloads (run any image with this account's access)"), l()));
     }
-    if ["pods/exec", "pods/attach", "pods/portforward"].iter().any(|r| has_res(r)) && (has_verb("create") || has_verb("get")) {
-        out.push(Finding::new(&RBAC_WORKLOADS, format!("{rname} lets {who} exec/attach into pods"), l()));
+    if ["pods/exec", "pods/attach", "pods/portforward"]
+        .iter()
+        .any(|r| has_res(r))
+        && (has_verb("create") || has_verb("get"))
+    {
+        out.push(Finding::new(
+            &RBAC_WORKLOADS,
+            format!("{rname} lets {who} exec/attach into pods"),
+            l(),
+        ));
     }
-    let esc: Vec<&str> = ["bind", "escalate", "impersonate"].into_iter().filter(|v| verbs.iter().any(|x| x == v)).collect();
+    let esc: Vec<&str> = ["bind", "escalate", "impersonate"]
+        .into_iter()
+        .filter(|v| verbs.iter().any(|x| x == v))
+        .collect();
     if !esc.is_empty() {
-        out.push(Finding::new(&RBAC_ESCALATION, format!("{rname} lets {who} {}: privilege escalation", esc.join("/")), l()));
+        out.push(Finding::new(
+            &RBAC_ESCALATION,
+            format!("{rname} lets {who} {}: privilege escalation", esc.join("/")),
+            l(),
+        ));
     }
 }
 

@@ -113,11 +113,7 @@ impl Affected {
                     }
                 };
                 match kind.as_str() {
-                    "introduced" => {
-                        if ev.as_ref().is_none_or(|e| pv >= *e) {
-                            affected = true;
-                        }
-                    }
+                    "introduced" if ev.as_ref().is_none_or(|e| pv >= *e) => affected = true,
                     "fixed" | "limit" => {
                         if ev.as_ref().is_some_and(|e| pv >= *e) {
                             affected = false;
@@ -167,7 +163,9 @@ fn parse_one(v: &serde_json::Value, file: &str) -> std::result::Result<Advisory,
         .and_then(|x| x.as_array())
         .ok_or(format!("{id}: no `affected` array"))?
     {
-        let pkg = a.get("package").ok_or(format!("{id}: affected[] without `package`"))?;
+        let pkg = a
+            .get("package")
+            .ok_or(format!("{id}: affected[] without `package`"))?;
         let eco = pkg.get("ecosystem").and_then(|x| x.as_str()).unwrap_or("");
         if !eco.eq_ignore_ascii_case("PyPI") {
             continue;
@@ -179,10 +177,19 @@ fn parse_one(v: &serde_json::Value, file: &str) -> std::result::Result<Advisory,
         let versions = a
             .get("versions")
             .and_then(|x| x.as_array())
-            .map(|vs| vs.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut ranges = Vec::new();
-        for r in a.get("ranges").and_then(|x| x.as_array()).into_iter().flatten() {
+        for r in a
+            .get("ranges")
+            .and_then(|x| x.as_array())
+            .into_iter()
+            .flatten()
+        {
             let ty = r.get("type").and_then(|x| x.as_str()).unwrap_or("");
             if !matches!(ty, "ECOSYSTEM" | "SEMVER") {
                 continue;
@@ -222,7 +229,11 @@ fn parse_one(v: &serde_json::Value, file: &str) -> std::result::Result<Advisory,
         aliases: v
             .get("aliases")
             .and_then(|x| x.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default(),
         severity: v
             .pointer("/database_specific/severity")
@@ -274,7 +285,9 @@ mod tests {
     fn shipped_list_parses_and_names_sources() {
         let l = compromised();
         assert!(l.len() >= 3);
-        assert!(l.iter().all(|c| !c.source.is_empty() && c.ecosystem == "PyPI"));
+        assert!(l
+            .iter()
+            .all(|c| !c.source.is_empty() && c.ecosystem == "PyPI"));
         assert!(find_compromised(&l, "Ultralytics", Some("8.3.41")).is_some());
         assert!(find_compromised(&l, "ultralytics", Some("8.3.46")).is_some());
         assert!(find_compromised(&l, "ultralytics", Some("8.3.40")).is_none());
@@ -300,13 +313,21 @@ mod tests {
         assert!(a.matches("2.0.9"));
         assert!(a.matches("2.1.0rc1"));
         assert!(!a.matches("2.1.0"));
-        let b = aff(&[("introduced", "1.0"), ("last_affected", "1.4.post1")], &[]);
+        let b = aff(
+            &[("introduced", "1.0"), ("last_affected", "1.4.post1")],
+            &[],
+        );
         assert!(!b.matches("0.9"));
         assert!(b.matches("1.4"));
         assert!(b.matches("1.4.post1"));
         assert!(!b.matches("1.4.post2"));
         let c = aff(
-            &[("introduced", "1.0"), ("fixed", "1.1"), ("introduced", "2.0"), ("fixed", "2.2")],
+            &[
+                ("introduced", "1.0"),
+                ("fixed", "1.1"),
+                ("introduced", "2.0"),
+                ("fixed", "2.2"),
+            ],
             &[],
         );
         assert!(c.matches("1.0.5") && !c.matches("1.5") && c.matches("2.1") && !c.matches("3"));

@@ -118,8 +118,7 @@ impl Version {
         }
         let mut post = None;
         let save = c.i;
-        if c.i < c.s.len() && c.s[c.i] == b'-' && c.s.get(c.i + 1).is_some_and(u8::is_ascii_digit)
-        {
+        if c.i < c.s.len() && c.s[c.i] == b'-' && c.s.get(c.i + 1).is_some_and(u8::is_ascii_digit) {
             c.i += 1;
             post = Some(c.num()?);
         } else {

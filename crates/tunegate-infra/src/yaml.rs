@@ -256,7 +256,11 @@ mod tests {
 
     #[test]
     fn json_is_yaml_with_lines() {
-        let docs = parse_str(Path::new("p.json"), "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [{\"Effect\": \"Allow\"}]\n}\n").unwrap();
+        let docs = parse_str(
+            Path::new("p.json"),
+            "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [{\"Effect\": \"Allow\"}]\n}\n",
+        )
+        .unwrap();
         assert_eq!(docs[0].get("Statement").unwrap().line, 3);
     }
 
@@ -269,7 +273,9 @@ mod tests {
                 "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
             ));
         }
-        let e = parse_str(Path::new("bomb.yaml"), &s).unwrap_err().to_string();
+        let e = parse_str(Path::new("bomb.yaml"), &s)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bomb.yaml") && e.contains("alias"), "{e}");
     }
 

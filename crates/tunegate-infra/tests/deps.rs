@@ -21,7 +21,12 @@ fn triples(r: &Report) -> BTreeSet<(String, u64, String)> {
         .iter()
         .map(|f| {
             let file = f.location.file.clone().unwrap();
-            let name = Path::new(&file).file_name().unwrap().to_str().unwrap().to_string();
+            let name = Path::new(&file)
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             (name, f.location.line.unwrap(), f.id.clone())
         })
         .collect()
@@ -51,10 +56,20 @@ fn requirements_every_kind_of_problem() {
     ]);
     assert_eq!(got, want, "{:#?}", r.findings);
     // requests with extras, a marker and a hash is clean.
-    assert!(!r.findings.iter().any(|f| f.location.field.as_deref() == Some("requests")));
-    let c = r.findings.iter().find(|f| f.id == "I025" && f.message.contains("ultralytics")).unwrap();
+    assert!(!r
+        .findings
+        .iter()
+        .any(|f| f.location.field.as_deref() == Some("requests")));
+    let c = r
+        .findings
+        .iter()
+        .find(|f| f.id == "I025" && f.message.contains("ultralytics"))
+        .unwrap();
     assert_eq!(c.severity, Severity::Critical);
-    assert!(c.evidence["source"].as_str().unwrap().contains("December 2024"));
+    assert!(c.evidence["source"]
+        .as_str()
+        .unwrap()
+        .contains("December 2024"));
 }
 
 #[test]
@@ -77,7 +92,10 @@ fn pip_freeze() {
     ] {
         assert!(got.contains(&want), "{want:?} in {got:?}");
     }
-    assert!(!got.iter().any(|(_, _, id)| id == "I021"), "freeze output is pinned");
+    assert!(
+        !got.iter().any(|(_, _, id)| id == "I021"),
+        "freeze output is pinned"
+    );
 }
 
 #[test]
@@ -103,7 +121,12 @@ fn uv_and_poetry_lockfiles() {
 fn osv_severity_and_no_advisories_no_finding() {
     let r = check(&[fx("base.txt")], &[], Severity::High).unwrap();
     assert!(!r.findings.iter().any(|f| f.id == "I026"));
-    let r = check(&[fx("base.txt")], &[fx("osv/TEST-2026-0001.json")], Severity::High).unwrap();
+    let r = check(
+        &[fx("base.txt")],
+        &[fx("osv/TEST-2026-0001.json")],
+        Severity::High,
+    )
+    .unwrap();
     let f = r.findings.iter().find(|f| f.id == "I026").unwrap();
     assert_eq!(f.severity, Severity::High);
     assert!(f.message.contains("TEST-2026-0001") && f.message.contains("TEST-CVE-0001"));
@@ -114,18 +137,35 @@ fn includes_options_and_errors() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("r.txt");
     std::fs::write(&p, "-r r.txt\n").unwrap();
-    let e = check(&[p.clone()], &[], Severity::High).unwrap_err().to_string();
+    let e = check(std::slice::from_ref(&p), &[], Severity::High)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cycle") && e.contains("r.txt"), "{e}");
     std::fs::write(&p, "ok==1\n--bogus-option x\n").unwrap();
-    let e = check(&[p.clone()], &[], Severity::High).unwrap_err().to_string();
+    let e = check(std::slice::from_ref(&p), &[], Severity::High)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("r.txt:2") && e.contains("--bogus-option"), "{e}");
     std::fs::write(&p, "torch == 2.* \nultralytics>=8.3,<8.4\n-i https://pypi.org/simple/\n--trusted-host pypi.internal\n").unwrap();
-    let r = check(&[p.clone()], &[], Severity::High).unwrap();
-    let ids: Vec<(&str, u64)> = r.findings.iter().map(|f| (f.id.as_str(), f.location.line.unwrap())).collect();
-    assert!(ids.contains(&("I021", 1)), "wildcard == is not a pin: {ids:?}");
-    assert!(ids.contains(&("I025", 2)), "a range admitting compromised releases: {ids:?}");
+    let r = check(std::slice::from_ref(&p), &[], Severity::High).unwrap();
+    let ids: Vec<(&str, u64)> = r
+        .findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.location.line.unwrap()))
+        .collect();
+    assert!(
+        ids.contains(&("I021", 1)),
+        "wildcard == is not a pin: {ids:?}"
+    );
+    assert!(
+        ids.contains(&("I025", 2)),
+        "a range admitting compromised releases: {ids:?}"
+    );
     assert!(ids.contains(&("I024", 4)), "{ids:?}");
-    assert!(!ids.contains(&("I024", 3)), "the default index is no override: {ids:?}");
+    assert!(
+        !ids.contains(&("I024", 3)),
+        "the default index is no override: {ids:?}"
+    );
     let bad = d.path().join("adv.json");
     std::fs::write(&bad, "{\"affected\": []}").unwrap();
     let e = check(&[p], &[bad], Severity::High).unwrap_err().to_string();

@@ -72,7 +72,10 @@ fn every_variant_fails_with_its_own_id() {
         }
         // Every finding carries file and line.
         for f in &r.findings {
-            assert!(f.location.file.is_some() && f.location.line.is_some(), "{f:?}");
+            assert!(
+                f.location.file.is_some() && f.location.line.is_some(),
+                "{f:?}"
+            );
         }
         seen.insert(id.to_string());
     }
@@ -85,7 +88,10 @@ fn findings_point_at_the_right_line_and_field() {
     let r = run(&fixtures().join("variants/I005-host-ipc"));
     let f = r.findings.iter().find(|f| f.id == "I005").unwrap();
     let text = std::fs::read_to_string(f.location.file.as_ref().unwrap()).unwrap();
-    let line = text.lines().nth(f.location.line.unwrap() as usize - 1).unwrap();
+    let line = text
+        .lines()
+        .nth(f.location.line.unwrap() as usize - 1)
+        .unwrap();
     assert!(line.contains("hostIPC: true"), "{line}");
     assert_eq!(
         f.location.field.as_deref(),
@@ -161,7 +167,12 @@ spec:
   policyTypes: [Egress]
 "#,
     );
-    let r = check(&[d.path().to_path_buf()], &InfraOptions::default(), Severity::High).unwrap();
+    let r = check(
+        &[d.path().to_path_buf()],
+        &InfraOptions::default(),
+        Severity::High,
+    )
+    .unwrap();
     let by: Vec<(&str, Severity)> = r
         .findings
         .iter()
@@ -169,12 +180,18 @@ spec:
         .collect();
     assert!(by.contains(&("I009", Severity::Critical)), "{by:?}");
     assert!(by.contains(&("I007", Severity::Medium)), "{by:?}"); // token auto-mounted
-    // egress: [] without policyTypes means policyTypes [Ingress, Egress]: deny-all egress.
+                                                                 // egress: [] without policyTypes means policyTypes [Ingress, Egress]: deny-all egress.
     assert!(!by.iter().any(|(id, _)| *id == "I001"), "{by:?}");
     let f = r.findings.iter().find(|f| f.id == "I009").unwrap();
     assert!(f.message.contains("ml/ft") && f.message.contains("PyTorchJob/ft"));
     assert_eq!(
-        r.findings.iter().find(|f| f.id == "I006").unwrap().location.field.as_deref(),
+        r.findings
+            .iter()
+            .find(|f| f.id == "I006")
+            .unwrap()
+            .location
+            .field
+            .as_deref(),
         Some("spec.pytorchReplicaSpecs.Worker.template.spec.containers[0].securityContext")
     );
 
@@ -183,7 +200,12 @@ spec:
         .unwrap()
         .replace("  egress: []\n", "  policyTypes: [Ingress]\n");
     write(d.path(), "job.yaml", &text);
-    let r = check(&[d.path().to_path_buf()], &InfraOptions::default(), Severity::High).unwrap();
+    let r = check(
+        &[d.path().to_path_buf()],
+        &InfraOptions::default(),
+        Severity::High,
+    )
+    .unwrap();
     assert!(r.findings.iter().any(|f| f.id == "I001"));
 }
 
@@ -195,7 +217,12 @@ fn role_annotation_without_policy_is_not_evaluated() {
         "sa.yaml",
         "kind: ServiceAccount\napiVersion: v1\nmetadata:\n  name: s\n  namespace: n\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::1:role/missing\nautomountServiceAccountToken: false\n---\nkind: Pod\napiVersion: v1\nmetadata: {name: p, namespace: n}\nspec:\n  serviceAccountName: s\n  containers: []\n",
     );
-    let r = check(&[d.path().to_path_buf()], &InfraOptions::default(), Severity::High).unwrap();
+    let r = check(
+        &[d.path().to_path_buf()],
+        &InfraOptions::default(),
+        Severity::High,
+    )
+    .unwrap();
     let f = r.findings.iter().find(|f| f.id == "I020").expect("I020");
     assert!(f.message.contains("missing.json"), "{}", f.message);
     assert_eq!(f.location.line, Some(7));
@@ -253,7 +280,12 @@ fn bad_input_is_an_error_naming_the_file() {
 #[test]
 fn generated_sets_pass() {
     for (gpus, cidrs, role, base) in [
-        (1, vec!["10.20.0.0/24".to_string()], Some("arn:aws:iam::123456789012:role/ft-7-ckpt"), Some("base-models/llama/")),
+        (
+            1,
+            vec!["10.20.0.0/24".to_string()],
+            Some("arn:aws:iam::123456789012:role/ft-7-ckpt"),
+            Some("base-models/llama/"),
+        ),
         (0, vec![], None, None),
     ] {
         let spec = JobSpec {
@@ -272,7 +304,11 @@ fn generated_sets_pass() {
         assert_eq!(files.len(), 2);
         let r = run(d.path());
         assert!(ids_above_info(&r).is_empty(), "{:#?}", r.findings);
-        assert!(r.findings.iter().all(|f| f.id == "I015"), "{:#?}", r.findings);
+        assert!(
+            r.findings.iter().all(|f| f.id == "I015"),
+            "{:#?}",
+            r.findings
+        );
     }
 }
 
@@ -291,10 +327,34 @@ fn generate_rejects_bad_parameters() {
     };
     assert!(ok.validate().is_ok());
     for (bad, want) in [
-        (JobSpec { image: "r/t:latest".into(), ..ok.clone() }, "--image"),
-        (JobSpec { job: "Bad_Name".into(), ..ok.clone() }, "--job"),
-        (JobSpec { storage_cidrs: vec!["0.0.0.0/0".into()], ..ok.clone() }, "--storage-cidr"),
-        (JobSpec { prefix: "jobs/*".into(), ..ok.clone() }, "--prefix"),
+        (
+            JobSpec {
+                image: "r/t:latest".into(),
+                ..ok.clone()
+            },
+            "--image",
+        ),
+        (
+            JobSpec {
+                job: "Bad_Name".into(),
+                ..ok.clone()
+            },
+            "--job",
+        ),
+        (
+            JobSpec {
+                storage_cidrs: vec!["0.0.0.0/0".into()],
+                ..ok.clone()
+            },
+            "--storage-cidr",
+        ),
+        (
+            JobSpec {
+                prefix: "jobs/*".into(),
+                ..ok.clone()
+            },
+            "--prefix",
+        ),
     ] {
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains(want), "{e}");

@@ -122,14 +122,31 @@ fn generated_set_passes_infra_check() {
     assert!(d.path().join("k8s/ft-42.yaml").is_file());
     assert!(d.path().join("iam/ft-42-checkpoints.json").is_file());
     // No finding at all at --fail-on info: nothing above info, not even info.
-    tg().args(["infra", "check", "--fail-on", "info", "--quiet", "--job-prefix", PREFIX])
-        .arg(d.path())
-        .assert()
-        .code(0);
-    tg().args(["infra", "generate", "--job", "x", "--image", "r/t:latest", "--bucket", "bkt"])
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("--image"));
+    tg().args([
+        "infra",
+        "check",
+        "--fail-on",
+        "info",
+        "--quiet",
+        "--job-prefix",
+        PREFIX,
+    ])
+    .arg(d.path())
+    .assert()
+    .code(0);
+    tg().args([
+        "infra",
+        "generate",
+        "--job",
+        "x",
+        "--image",
+        "r/t:latest",
+        "--bucket",
+        "bkt",
+    ])
+    .assert()
+    .code(2)
+    .stderr(predicates::str::contains("--image"));
 }
 
 /// Schema validation of the generated manifests by the pinned kubernetes-validate (see
@@ -165,7 +182,10 @@ fn generated_set_validates_with_kubernetes_validate() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "kubernetes-validate accepted a broken Job");
+    assert!(
+        !out.status.success(),
+        "kubernetes-validate accepted a broken Job"
+    );
 }
 
 #[test]
@@ -187,7 +207,12 @@ fn tunegate_check_runs_configured_infra_and_deps() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["gate"], "pipeline");
     assert!(r["subjects"].as_array().unwrap().len() >= 3);
