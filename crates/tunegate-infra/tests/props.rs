@@ -26,7 +26,7 @@ proptest! {
     }
 
     #[test]
-    fn requirements_never_panic(lines in prop::collection::vec("[ -~é€\\]{0,60}", 0..8)) {
+    fn requirements_never_panic(lines in prop::collection::vec("[ -~é€]{0,60}", 0..8)) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("requirements.txt");
         std::fs::write(&p, lines.join("\n")).unwrap();
