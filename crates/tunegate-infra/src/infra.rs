@@ -34,14 +34,15 @@ pub struct Doc {
     pub node: Node,
 }
 
-/// Lists YAML/JSON files under `paths` (files as given; folders walked, sorted, symlinks not
-/// followed).
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Lists YAML/JSON files under `paths` (files as given; folders walked, sorted). Symlinks inside
+/// folders are not followed; they are returned in the second list so the report can say so.
+pub fn collect_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut out = Vec::new();
+    let mut links = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
         if meta.is_dir() {
-            walk(p, &mut out)?;
+            walk(p, &mut out, &mut links)?;
         } else {
             out.push(p.clone());
         }
@@ -52,10 +53,10 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             out.len()
         )));
     }
-    Ok(out)
+    Ok((out, links))
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .collect::<std::io::Result<Vec<_>>>()
@@ -64,8 +65,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in entries {
         let p = e.path();
         let ft = e.file_type().map_err(|err| Error::io(&p, err))?;
-        if ft.is_dir() {
-            walk(&p, out)?;
+        if ft.is_symlink() {
+            links.push(p);
+        } else if ft.is_dir() {
+            walk(&p, out, links)?;
         } else if ft.is_file()
             && matches!(
                 p.extension().and_then(|x| x.to_str()),
@@ -221,10 +224,21 @@ const KNOWN_KINDS: &[&str] = &[
 
 /// Loads every document of every file (multi-document YAML; `List` items flattened).
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Doc>> {
+    Ok(load_all(paths)?.0)
+}
+
+/// Documents, one subject (sha256 of the bytes parsed) per file, and symlinks not followed.
+fn load_all(paths: &[PathBuf]) -> Result<(Vec<Doc>, Vec<Subject>, Vec<PathBuf>)> {
+    let (files, links) = collect_files(paths)?;
     let mut docs = Vec::new();
-    for f in collect_files(paths)? {
+    let mut subjects = Vec::new();
+    for f in files {
         let text = crate::error::read_text(&f)?;
         let file = f.display().to_string();
+        subjects.push(Subject::sha256(
+            file.clone(),
+            tunegate_core::digest::sha256_hex(text.as_bytes()),
+        ));
         for node in parse_str(&f, &text)? {
             if kind(&node).ends_with("List") {
                 for item in node.get("items").map(Node::seq).unwrap_or(&[]) {
@@ -241,7 +255,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Doc>> {
             }
         }
     }
-    Ok(docs)
+    Ok((docs, subjects, links))
 }
 
 fn loc(file: &str, line: u64, field: impl Into<String>) -> Location {
@@ -517,7 +531,56 @@ pub fn check_docs(docs: &[Doc], opts: &InfraOptions) -> Vec<Finding> {
             f.message.clone(),
         ))
     });
+    apply_suppressions(docs, &mut out);
     out
+}
+
+/// The annotation that accepts a finding on one object: `tunegate.io/ignore: "I013=reason"`
+/// (several entries separated by `,` or `;`).
+pub const IGNORE_ANNOTATION: &str = "tunegate.io/ignore";
+
+/// Lowers findings an object's [`IGNORE_ANNOTATION`] accepts to info, keeping them in the report
+/// with the reason (never dropped silently). A finding belongs to the object whose document
+/// spans its line in the same file. An entry without a reason is not honoured.
+fn apply_suppressions(docs: &[Doc], out: &mut [Finding]) {
+    for (i, d) in docs.iter().enumerate() {
+        let Some(a) = d
+            .node
+            .path("metadata.annotations")
+            .and_then(|a| a.get(IGNORE_ANNOTATION))
+            .and_then(Node::as_str)
+        else {
+            continue;
+        };
+        let start = d.node.line;
+        let end = docs[i + 1..]
+            .iter()
+            .find(|n| n.file == d.file && n.node.line > start)
+            .map_or(u64::MAX, |n| n.node.line);
+        for entry in a.split([',', ';']) {
+            let Some((id, reason)) = entry.split_once('=') else {
+                continue;
+            };
+            let (id, reason) = (id.trim(), reason.trim());
+            if reason.is_empty() {
+                continue;
+            }
+            for f in out.iter_mut() {
+                let line = f.location.line.unwrap_or(0);
+                if f.id == id
+                    && f.location.file.as_deref() == Some(d.file.as_str())
+                    && (start..end).contains(&line)
+                    && f.severity > Severity::Info
+                {
+                    f.message = format!(
+                        "{} [accepted by {IGNORE_ANNOTATION}: {reason}; was {}]",
+                        f.message, f.severity
+                    );
+                    f.severity = Severity::Info;
+                }
+            }
+        }
+    }
 }
 
 fn pod_checks(g: &Graph, p: &Pod, out: &mut Vec<Finding>) {
@@ -1004,17 +1067,18 @@ fn rule_checks(who: &str, role: &Doc, i: usize, rule: &Node, out: &mut Vec<Findi
 
 /// Checks `paths` and returns the `infra` gate report (threshold `fail_on`).
 pub fn check(paths: &[PathBuf], opts: &InfraOptions, fail_on: Severity) -> Result<Report> {
-    let docs = load(paths)?;
+    let (docs, subjects, links) = load_all(paths)?;
     let mut rep = Report::new("infra", fail_on);
-    for f in collect_files(paths)? {
-        let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
-        rep.subjects.push(Subject::sha256(
-            f.display().to_string(),
-            tunegate_core::digest::sha256_hex(&bytes),
-        ));
-    }
+    rep.subjects = subjects;
     rep.summary.records = Some(docs.len() as u64);
     rep.findings = check_docs(&docs, opts);
+    for l in links {
+        rep.findings.push(Finding::new(
+            &NOT_EVALUATED,
+            "symlink inside a checked folder is not followed: its target is not evaluated (name the target explicitly)",
+            Location::file(l.display().to_string()),
+        ));
+    }
     rep.finish();
     Ok(rep)
 }

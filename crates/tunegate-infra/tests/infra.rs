@@ -264,6 +264,70 @@ fn iam_grammar_and_boundaries() {
 }
 
 #[test]
+fn ignore_annotation_lowers_to_info_with_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixtures().join("variants/I013-image-tag/k8s/train-llama.yaml"))
+        .unwrap()
+        .replace(
+            "kind: Job\nmetadata:\n  name: train-llama\n",
+            "kind: Job\nmetadata:\n  name: train-llama\n  annotations:\n    tunegate.io/ignore: \"I013=internal mirror re-tags nightly; I005=\"\n",
+        );
+    assert!(text.contains("tunegate.io/ignore"));
+    write(d.path(), "job.yaml", &text);
+    let r = check(
+        &[d.path().to_path_buf()],
+        &InfraOptions::default(),
+        Severity::Low,
+    )
+    .unwrap();
+    let f = r.findings.iter().find(|f| f.id == "I013").unwrap();
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.message.contains("internal mirror re-tags nightly") && f.message.contains("was low"));
+    assert_eq!(r.verdict, Verdict::Pass);
+    // An annotation on another object does not reach this one.
+    let text = text.replace(
+        "kind: Role\nmetadata:\n",
+        "kind: Role\nmetadata:\n  annotations:\n    tunegate.io/ignore: \"I004=x\"\n",
+    );
+    assert!(text.contains("I004=x"));
+    let text = text.replace(
+        "            allowPrivilegeEscalation: false\n",
+        "            allowPrivilegeEscalation: false\n            privileged: true\n",
+    );
+    write(d.path(), "job.yaml", &text);
+    let r = check(
+        &[d.path().to_path_buf()],
+        &InfraOptions::default(),
+        Severity::Low,
+    )
+    .unwrap();
+    assert_eq!(
+        r.findings.iter().find(|f| f.id == "I004").unwrap().severity,
+        Severity::Critical
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_are_reported_not_followed() {
+    let d = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        fixtures().join("variants/I004-privileged/k8s/train-llama.yaml"),
+        d.path().join("link.yaml"),
+    )
+    .unwrap();
+    let r = check(&[d.path().to_path_buf()], &opts(), Severity::High).unwrap();
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    assert_eq!(r.findings[0].id, "I020");
+    assert!(r.findings[0]
+        .location
+        .file
+        .as_ref()
+        .unwrap()
+        .ends_with("link.yaml"));
+}
+
+#[test]
 fn bad_input_is_an_error_naming_the_file() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "bad.yaml", "kind: Pod\nspec: [\n");
