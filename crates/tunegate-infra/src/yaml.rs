@@ -103,7 +103,13 @@ fn is_null(s: &str) -> bool {
 }
 
 enum Frame {
-    Map(u64, usize, Vec<(String, Node)>, Option<String>),
+    Map(
+        u64,
+        usize,
+        Vec<(String, Node)>,
+        Option<String>,
+        std::collections::HashSet<String>,
+    ),
     Seq(u64, usize, Vec<Node>),
 }
 
@@ -112,7 +118,7 @@ struct Builder {
     stack: Vec<Frame>,
     anchors: std::collections::HashMap<usize, Node>,
     nodes: usize,
-    error: Option<String>,
+    error: Option<(u64, String)>,
 }
 
 fn count(n: &Node) -> usize {
@@ -135,13 +141,25 @@ impl Builder {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
         }
+        let mut duplicate = None;
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Frame::Seq(_, _, v)) => v.push(node),
-            Some(Frame::Map(_, _, m, key)) => match key.take() {
+            Some(Frame::Map(_, _, m, key, seen)) => match key.take() {
                 None => *key = Some(key_text(&node)),
-                Some(k) => m.push((k, node)),
+                Some(k) => {
+                    // Readers disagree on duplicates (first wins here, last in others): a
+                    // duplicate could hide `hostNetwork: true` behind `false`, so refuse it.
+                    if !seen.insert(k.clone()) {
+                        duplicate = Some((k.clone(), node.line));
+                    }
+                    m.push((k, node))
+                }
             },
+        }
+        if let Some((k, line)) = duplicate {
+            self.error
+                .get_or_insert((line, format!("duplicate key '{k}'")));
         }
     }
 }
@@ -170,7 +188,13 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(anchor, _) => {
                 self.nodes += 1;
-                self.stack.push(Frame::Map(line, anchor, Vec::new(), None));
+                self.stack.push(Frame::Map(
+                    line,
+                    anchor,
+                    Vec::new(),
+                    None,
+                    Default::default(),
+                ));
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(l, a, v)) = self.stack.pop() {
@@ -184,7 +208,7 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(l, a, m, _)) = self.stack.pop() {
+                if let Some(Frame::Map(l, a, m, _, _)) = self.stack.pop() {
                     self.push_node(
                         Node {
                             line: l,
@@ -201,17 +225,18 @@ impl MarkedEventReceiver for Builder {
                         self.push_node(n, 0);
                     }
                 }
-                None => self.error = Some(format!("line {line}: alias to an unknown anchor")),
+                None => self.error = Some((line, "alias to an unknown anchor".into())),
             },
             _ => {}
         }
         if self.nodes > MAX_NODES {
-            self.error = Some(format!(
-                "more than {MAX_NODES} nodes after alias expansion (an alias bomb?)"
+            self.error = Some((
+                line,
+                format!("more than {MAX_NODES} nodes after alias expansion (an alias bomb?)"),
             ));
         }
         if self.stack.len() > MAX_DEPTH {
-            self.error = Some(format!("line {line}: nesting deeper than {MAX_DEPTH}"));
+            self.error = Some((line, format!("nesting deeper than {MAX_DEPTH}")));
         }
     }
 }
@@ -229,8 +254,8 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Node>> {
     parser
         .load(&mut b, true)
         .map_err(|e| Error::parse(path, e.marker().line() as u64, e.info().to_string()))?;
-    if let Some(e) = b.error {
-        return Err(Error::parse(path, 0, e));
+    if let Some((line, e)) = b.error {
+        return Err(Error::parse(path, line, e));
     }
     Ok(b.docs.into_iter().filter(|d| !d.is_null()).collect())
 }
@@ -277,6 +302,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bomb.yaml") && e.contains("alias"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let e = parse_str(
+            Path::new("d.yaml"),
+            "spec:\n  hostNetwork: false\n  hostNetwork: true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("d.yaml")
+                && e.contains("duplicate key 'hostNetwork'")
+                && e.starts_with("d.yaml:3:"),
+            "{e}"
+        );
     }
 
     #[test]
