@@ -489,7 +489,15 @@ pub fn check_docs(docs: &[Doc], opts: &InfraOptions) -> Vec<Finding> {
     for d in docs {
         let n = &d.node;
         if n.get("Statement").is_some() {
-            iam_docs.push(d);
+            iam_docs.push((d.file.as_str(), n));
+            continue;
+        }
+        // `aws iam get-role-policy` / CloudFormation shape: the document under PolicyDocument.
+        if let Some(pd) = n
+            .get("PolicyDocument")
+            .filter(|p| p.get("Statement").is_some())
+        {
+            iam_docs.push((d.file.as_str(), pd));
             continue;
         }
         let k = kind(n);
@@ -517,8 +525,8 @@ pub fn check_docs(docs: &[Doc], opts: &InfraOptions) -> Vec<Finding> {
         pod_checks(&g, p, &mut out);
     }
     rbac_checks(&g, &pods, &mut out);
-    for d in &iam_docs {
-        out.extend(check_policy(&d.file, &d.node, opts.job_prefix.as_ref()));
+    for (file, node) in &iam_docs {
+        out.extend(check_policy(file, node, opts.job_prefix.as_ref()));
     }
     // Dedupe (several pods of one workload share objects).
     let mut seen = BTreeSet::new();

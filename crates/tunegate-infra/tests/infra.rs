@@ -245,6 +245,31 @@ fn iam_grammar_and_boundaries() {
  {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"},
  {"Effect": "Deny", "Action": "*", "Resource": "*"}]}"#,
     );
+    // The `aws iam get-role-policy` shape is read too.
+    write(
+        d.path(),
+        "r.json",
+        r#"{"RoleName": "r", "PolicyName": "p", "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::ml-checkpoints/jobs/1/*"}]}}"#,
+    );
+    let r = check(&[d.path().to_path_buf()], &opts(), Severity::High).unwrap();
+    assert!(
+        !r.findings
+            .iter()
+            .any(|f| f.location.file.as_deref().unwrap().ends_with("r.json")),
+        "{:#?}",
+        r.findings
+    );
+    write(
+        d.path(),
+        "r.json",
+        r#"{"PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "s3:PutBucketAcl", "Resource": "arn:aws:s3:::ml-checkpoints"}]}}"#,
+    );
+    let r2 = check(&[d.path().to_path_buf()], &opts(), Severity::High).unwrap();
+    assert!(r2
+        .findings
+        .iter()
+        .any(|f| f.id == "I017" && f.location.file.as_deref().unwrap().ends_with("r.json")));
+    std::fs::remove_file(d.path().join("r.json")).unwrap();
     let r = check(&[d.path().to_path_buf()], &opts(), Severity::High).unwrap();
     let got: BTreeSet<(String, Severity)> = r
         .findings
