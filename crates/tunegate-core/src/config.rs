@@ -14,6 +14,12 @@ pub struct Config {
     /// Where `tunegate check` writes its report.
     #[serde(default)]
     pub report: Option<ReportConfig>,
+    /// The training-infrastructure gate (Kubernetes manifests, IAM policies).
+    #[serde(default)]
+    pub infra: Option<InfraConfig>,
+    /// The dependency gate (requirements, pip freeze, uv.lock, poetry.lock).
+    #[serde(default)]
+    pub deps: Option<DepsConfig>,
     /// Directory of the config file (set by [`Config::load`]).
     #[serde(skip)]
     pub root: PathBuf,
@@ -46,6 +52,28 @@ pub struct DatasetConfig {
     /// Check ids or names to skip.
     #[serde(default)]
     pub disable: Vec<String>,
+}
+
+/// `[infra]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfraConfig {
+    /// Manifest and IAM policy files or folders.
+    pub paths: Vec<PathBuf>,
+    /// The job's checkpoint prefix (`ml-checkpoints/jobs/${job-id}/`).
+    #[serde(default)]
+    pub job_prefix: Option<String>,
+}
+
+/// `[deps]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepsConfig {
+    /// requirements.txt, pip freeze output, uv.lock or poetry.lock files.
+    pub files: Vec<PathBuf>,
+    /// OSV advisory files or folders (read offline).
+    #[serde(default)]
+    pub advisories: Vec<PathBuf>,
 }
 
 /// `[report]`.
@@ -84,6 +112,12 @@ impl Config {
                 }
             }
         }
+        if cfg.infra.as_ref().is_some_and(|i| i.paths.is_empty()) {
+            return Err(Error::invalid(path, "[infra] paths is empty"));
+        }
+        if cfg.deps.as_ref().is_some_and(|d| d.files.is_empty()) {
+            return Err(Error::invalid(path, "[deps] files is empty"));
+        }
         Ok(cfg)
     }
 
@@ -114,6 +148,30 @@ mod tests {
         let d = c.dataset.as_ref().unwrap();
         assert_eq!(d.fail_on, Some(Severity::Medium));
         assert_eq!(c.resolve(&d.paths[0]), dir.path().join("data/train.jsonl"));
+    }
+
+    #[test]
+    fn infra_and_deps_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tunegate.toml");
+        std::fs::write(
+            &p,
+            "[infra]\npaths = [\"k8s\", \"iam\"]\njob_prefix = \"b/jobs/${job-id}/\"\n[deps]\nfiles = [\"requirements.txt\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.infra.as_ref().unwrap().paths.len(), 2);
+        assert_eq!(c.deps.as_ref().unwrap().advisories.len(), 0);
+        std::fs::write(&p, "[deps]\nfiles = [\"r.txt\"]\nadvisory = [\"x\"]\n").unwrap();
+        assert!(Config::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("advisory"));
+        std::fs::write(&p, "[infra]\npaths = []\n").unwrap();
+        assert!(Config::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("[infra] paths is empty"));
     }
 
     #[test]

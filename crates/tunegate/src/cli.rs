@@ -47,6 +47,40 @@ enum Command {
     /// Work with saved reports.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Training-infrastructure gate: Kubernetes and IAM policy checks, isolated-job generator.
+    #[command(subcommand)]
+    Infra(InfraCmd),
+    /// Dependency gate: pins, hashes, sources and known-compromised releases of Python deps.
+    #[command(subcommand)]
+    Deps(DepsCmd),
+}
+
+#[derive(Subcommand)]
+enum InfraCmd {
+    /// Check Kubernetes manifests and IAM policies of training jobs (I001-I020); exits 1 on
+    /// findings at or above --fail-on.
+    Check {
+        #[command(flatten)]
+        args: crate::infra_cmd::InfraCheckArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Write the threat model's isolated-job pattern (manifests and IAM policy) for one job.
+    Generate {
+        #[command(flatten)]
+        args: crate::infra_cmd::InfraGenerateArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DepsCmd {
+    /// Check requirements.txt, pip freeze output, uv.lock or poetry.lock (I021-I027).
+    Check {
+        #[command(flatten)]
+        args: crate::infra_cmd::DepsCheckArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +325,15 @@ pub fn run() -> Result<u8> {
             }
             report.emit(&rep, &crate::model_cmd::metrics(&rep))
         }
+        Command::Infra(InfraCmd::Check { args, report }) => {
+            let rep = crate::infra_cmd::infra_check(&args, report.fail_on)?;
+            report.emit(&rep, &crate::infra_cmd::metrics(&rep))
+        }
+        Command::Infra(InfraCmd::Generate { args }) => crate::infra_cmd::infra_generate(&args),
+        Command::Deps(DepsCmd::Check { args, report }) => {
+            let rep = crate::infra_cmd::deps_check(&args, report.fail_on)?;
+            report.emit(&rep, &crate::infra_cmd::metrics(&rep))
+        }
         Command::Report(ReportCmd::Render {
             report_json,
             report,
@@ -462,6 +505,9 @@ fn dataset_metrics(report: &Report) -> String {
 fn check(config: &Path, args: &ReportArgs) -> Result<u8> {
     let cfg = Config::load(config)?;
     let Some(d) = &cfg.dataset else {
+        if cfg.infra.is_some() || cfg.deps.is_some() {
+            return check_infra_only(config, &cfg, args);
+        }
         bail!(
             "{}: no [dataset] section: nothing to check",
             config.display()
@@ -513,6 +559,37 @@ fn check(config: &Path, args: &ReportArgs) -> Result<u8> {
     drop(progress);
     let mut rep = scan(&paths, &flags, &opts, &args)?;
     rep.findings.extend(drift);
+    if let Some(extra) = crate::infra_cmd::configured(&cfg, rep.fail_on)? {
+        rep.gate = "pipeline".into();
+        rep.subjects.extend(extra.subjects);
+        rep.findings.extend(extra.findings);
+    }
     rep.finish();
     args.emit(&rep, &dataset_metrics(&rep))
+}
+
+/// `tunegate check` for a config with `[infra]` and/or `[deps]` but no `[dataset]`.
+fn check_infra_only(config: &Path, cfg: &Config, args: &ReportArgs) -> Result<u8> {
+    let mut args = args.clone();
+    if let Some(r) = &cfg.report {
+        if args.format.is_none() {
+            if let Some(f) = &r.format {
+                args.format = Some(
+                    f.parse()
+                        .map_err(|e: String| anyhow::anyhow!("{}: {e}", config.display()))?,
+                );
+            }
+        }
+        if args.output.is_none() {
+            args.output = r.output.as_ref().map(|p| cfg.resolve(p));
+        }
+    }
+    let fail_on = args.fail_on.unwrap_or(Severity::High);
+    let mut rep = crate::infra_cmd::configured(cfg, fail_on)?
+        .expect("called only with [infra] or [deps] configured");
+    if cfg.infra.is_some() && cfg.deps.is_some() {
+        rep.gate = "pipeline".into();
+    }
+    rep.finish();
+    args.emit(&rep, &crate::infra_cmd::metrics(&rep))
 }
