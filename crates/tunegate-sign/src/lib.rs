@@ -14,9 +14,18 @@
 //!   the DSSE/statement layers are predicate-agnostic so SLSA provenance reuses them.
 #![deny(missing_docs)]
 
+pub mod bundle;
+pub mod checks;
 pub mod dsse;
 pub mod error;
+pub mod hashing;
 pub mod keys;
+pub mod manifest;
+pub mod report;
+pub mod sign;
 pub mod statement;
+pub mod verify;
+
+pub use checks::CHECKS;
 
 pub use error::{Error, Result};
