@@ -407,3 +407,41 @@ pub fn verify_model(
         signer: vs.signer,
     })
 }
+
+/// What [`verify_path`] verified.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    /// A model folder or file.
+    Model(VerifiedModel),
+    /// A signed gate report.
+    Report {
+        /// The scanned artifacts the report is about.
+        subjects: Vec<crate::statement::ResourceDescriptor>,
+        /// Caveats to show.
+        notes: Vec<String>,
+        /// Which key signed.
+        signer: String,
+    },
+}
+
+/// Verifies `path` against the bundle, whatever it signs: a model (OMS manifest) or a gate
+/// report (then `path` is the report JSON file).
+pub fn verify_path(
+    path: &Path,
+    bundle_path: &Path,
+    opts: &VerifyOptions,
+) -> Result<Verified, VerifyError> {
+    let bundle =
+        Bundle::read(bundle_path)?.map_err(|e| VerifyFailure::new(checks::BUNDLE_MALFORMED, e))?;
+    let vs = verify_bundle(&bundle, &opts.trust)?;
+    if vs.statement.predicate_type == crate::report::REPORT_PREDICATE_TYPE {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        crate::report::check_report(&vs.statement, &bytes)?;
+        return Ok(Verified::Report {
+            subjects: vs.statement.subject.clone(),
+            notes: vs.notes,
+            signer: vs.signer,
+        });
+    }
+    verify_model(path, bundle_path, opts).map(Verified::Model)
+}

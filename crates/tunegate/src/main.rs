@@ -6,6 +6,7 @@
 mod cli;
 mod model_cmd;
 mod output;
+mod sign_cmd;
 
 use std::process::ExitCode;
 
