@@ -215,14 +215,16 @@ pub fn relative_ignores(root: &Path, paths: &[PathBuf]) -> Vec<String> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut out = Vec::new();
     for p in paths {
-        let candidates = [
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                cwd.join(p)
-            },
-            root_c.join(p),
-        ];
+        // As given (absolute or from the current directory), else relative to the model when
+        // that path exists there.
+        let mut candidates = vec![if p.is_absolute() {
+            p.clone()
+        } else {
+            cwd.join(p)
+        }];
+        if p.is_relative() && root_c.join(p).exists() {
+            candidates.push(root_c.join(p));
+        }
         for c in candidates {
             let abs = std::fs::canonicalize(&c).unwrap_or_else(|_| lexical_normalize(&c));
             if let Ok(rel) = abs.strip_prefix(&root_c) {
