@@ -1,5 +1,5 @@
 //! Signing keys: generation, PEM load/save (PKCS#8, encrypted PKCS#8, SEC1, SPKI), signing and
-//! verification for ECDSA P-256 / P-384 and Ed25519.
+//! verification for ECDSA P-256 / P-384 / P-521 and Ed25519.
 //!
 //! Keys sit behind the [`Signer`] trait so a KMS or PKCS#11 backend can replace PEM files later
 //! without touching the DSSE, bundle or manifest code; [`PrivateKey`] is the PEM-file provider.
@@ -28,6 +28,8 @@ pub enum KeyAlgorithm {
     EcdsaP256,
     /// ECDSA on NIST P-384 with SHA-384 (understood by `model_signing`).
     EcdsaP384,
+    /// ECDSA on NIST P-521 with SHA-512 (understood by `model_signing`).
+    EcdsaP521,
     /// Ed25519 (tunegate only; `model_signing` accepts only elliptic-curve ECDSA keys).
     Ed25519,
 }
@@ -40,6 +42,7 @@ impl KeyAlgorithm {
                 Some(KeyAlgorithm::EcdsaP256)
             }
             "p384" | "p-384" | "ecdsa-p384" | "secp384r1" => Some(KeyAlgorithm::EcdsaP384),
+            "p521" | "p-521" | "ecdsa-p521" | "secp521r1" => Some(KeyAlgorithm::EcdsaP521),
             "ed25519" => Some(KeyAlgorithm::Ed25519),
             _ => None,
         }
@@ -50,6 +53,7 @@ impl KeyAlgorithm {
         match self {
             KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
             KeyAlgorithm::EcdsaP384 => "ecdsa-p384",
+            KeyAlgorithm::EcdsaP521 => "ecdsa-p521",
             KeyAlgorithm::Ed25519 => "ed25519",
         }
     }
@@ -75,6 +79,8 @@ pub enum PrivateKey {
     P256(p256::ecdsa::SigningKey),
     /// ECDSA P-384.
     P384(p384::ecdsa::SigningKey),
+    /// ECDSA P-521.
+    P521(p521::SecretKey),
     /// Ed25519.
     Ed25519(ed25519_dalek::SigningKey),
 }
@@ -95,6 +101,7 @@ impl PrivateKey {
             KeyAlgorithm::EcdsaP384 => {
                 PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng))
             }
+            KeyAlgorithm::EcdsaP521 => PrivateKey::P521(p521::SecretKey::random(&mut OsRng)),
             KeyAlgorithm::Ed25519 => {
                 PrivateKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut OsRng))
             }
@@ -106,6 +113,7 @@ impl PrivateKey {
         match self {
             PrivateKey::P256(_) => KeyAlgorithm::EcdsaP256,
             PrivateKey::P384(_) => KeyAlgorithm::EcdsaP384,
+            PrivateKey::P521(_) => KeyAlgorithm::EcdsaP521,
             PrivateKey::Ed25519(_) => KeyAlgorithm::Ed25519,
         }
     }
@@ -135,9 +143,11 @@ impl PrivateKey {
                     Ok(PrivateKey::P256(k.into()))
                 } else if let Ok(k) = p384::SecretKey::from_sec1_der(&der) {
                     Ok(PrivateKey::P384(k.into()))
+                } else if let Ok(k) = p521::SecretKey::from_sec1_der(&der) {
+                    Ok(PrivateKey::P521(k))
                 } else {
                     Err(Error::Key(
-                        "SEC1 EC key on an unsupported curve (supported: P-256, P-384)".into(),
+                        "SEC1 EC key on an unsupported curve (supported: P-256, P-384, P-521)".into(),
                     ))
                 }
             }
@@ -154,11 +164,14 @@ impl PrivateKey {
         if let Ok(k) = p384::SecretKey::from_pkcs8_der(der) {
             return Ok(PrivateKey::P384(k.into()));
         }
+        if let Ok(k) = p521::SecretKey::from_pkcs8_der(der) {
+            return Ok(PrivateKey::P521(k));
+        }
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_der(der) {
             return Ok(PrivateKey::Ed25519(k));
         }
         Err(Error::Key(
-            "unsupported private key type (supported: ECDSA P-256, ECDSA P-384, Ed25519)".into(),
+            "unsupported private key type (supported: ECDSA P-256, P-384, P-521, Ed25519)".into(),
         ))
     }
 
@@ -168,6 +181,7 @@ impl PrivateKey {
         let doc = match self {
             PrivateKey::P256(k) => k.to_pkcs8_der(),
             PrivateKey::P384(k) => k.to_pkcs8_der(),
+            PrivateKey::P521(k) => k.to_pkcs8_der(),
             PrivateKey::Ed25519(k) => k.to_pkcs8_der(),
         }
         .map_err(|e| Error::Key(format!("encoding PKCS#8: {e}")))?;
@@ -204,6 +218,7 @@ impl Signer for PrivateKey {
         match self {
             PrivateKey::P256(k) => PublicKey::P256(*k.verifying_key()),
             PrivateKey::P384(k) => PublicKey::P384(*k.verifying_key()),
+            PrivateKey::P521(k) => PublicKey::P521(k.public_key()),
             PrivateKey::Ed25519(k) => PublicKey::Ed25519(k.verifying_key()),
         }
     }
@@ -218,6 +233,12 @@ impl Signer for PrivateKey {
                 let s: p384::ecdsa::Signature = k.sign(msg);
                 s.to_der().as_bytes().to_vec()
             }
+            PrivateKey::P521(k) => {
+                let sk = p521::ecdsa::SigningKey::from_bytes(&k.to_bytes())
+                    .map_err(|e| Error::Key(format!("P-521 key: {e}")))?;
+                let s: p521::ecdsa::Signature = sk.sign(msg);
+                s.to_der().as_bytes().to_vec()
+            }
             PrivateKey::Ed25519(k) => k.sign(msg).to_bytes().to_vec(),
         })
     }
@@ -230,6 +251,8 @@ pub enum PublicKey {
     P256(p256::ecdsa::VerifyingKey),
     /// ECDSA P-384.
     P384(p384::ecdsa::VerifyingKey),
+    /// ECDSA P-521.
+    P521(p521::PublicKey),
     /// Ed25519.
     Ed25519(ed25519_dalek::VerifyingKey),
 }
@@ -250,6 +273,7 @@ impl PublicKey {
         match self {
             PublicKey::P256(_) => KeyAlgorithm::EcdsaP256,
             PublicKey::P384(_) => KeyAlgorithm::EcdsaP384,
+            PublicKey::P521(_) => KeyAlgorithm::EcdsaP521,
             PublicKey::Ed25519(_) => KeyAlgorithm::Ed25519,
         }
     }
@@ -284,11 +308,14 @@ impl PublicKey {
         if let Ok(k) = p384::PublicKey::from_public_key_der(der) {
             return Ok(PublicKey::P384(k.into()));
         }
+        if let Ok(k) = p521::PublicKey::from_public_key_der(der) {
+            return Ok(PublicKey::P521(k));
+        }
         if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_der(der) {
             return Ok(PublicKey::Ed25519(k));
         }
         Err(Error::Key(
-            "unsupported public key type (supported: ECDSA P-256, ECDSA P-384, Ed25519)".into(),
+            "unsupported public key type (supported: ECDSA P-256, P-384, P-521, Ed25519)".into(),
         ))
     }
 
@@ -298,6 +325,7 @@ impl PublicKey {
         let r = match self {
             PublicKey::P256(k) => p256::PublicKey::from(k).to_public_key_pem(LineEnding::LF),
             PublicKey::P384(k) => p384::PublicKey::from(k).to_public_key_pem(LineEnding::LF),
+            PublicKey::P521(k) => k.to_public_key_pem(LineEnding::LF),
             PublicKey::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
         };
         // Encoding a valid in-memory key cannot fail (no I/O, known sizes).
@@ -323,6 +351,21 @@ impl PublicKey {
             (PublicKey::P384(k), EcdsaHash::Sha256) => p384::ecdsa::Signature::from_der(sig)
                 .map(|s| k.verify_prehash(&Sha256::digest(msg), &s).is_ok())
                 .unwrap_or(false),
+            (PublicKey::P521(k), hash) => {
+                use p521::elliptic_curve::sec1::ToEncodedPoint;
+                let Ok(vk) =
+                    p521::ecdsa::VerifyingKey::from_encoded_point(&k.to_encoded_point(false))
+                else {
+                    return false;
+                };
+                let Ok(s) = p521::ecdsa::Signature::from_der(sig) else {
+                    return false;
+                };
+                match hash {
+                    EcdsaHash::Curve => vk.verify(msg, &s).is_ok(),
+                    EcdsaHash::Sha256 => vk.verify_prehash(&Sha256::digest(msg), &s).is_ok(),
+                }
+            }
             (PublicKey::Ed25519(k), _) => ed25519_dalek::Signature::from_slice(sig)
                 .map(|s| k.verify_strict(msg, &s).is_ok())
                 .unwrap_or(false),
@@ -384,6 +427,7 @@ mod tests {
         for alg in [
             KeyAlgorithm::EcdsaP256,
             KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::EcdsaP521,
             KeyAlgorithm::Ed25519,
         ] {
             let k = PrivateKey::generate(alg);
@@ -401,6 +445,7 @@ mod tests {
         for alg in [
             KeyAlgorithm::EcdsaP256,
             KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::EcdsaP521,
             KeyAlgorithm::Ed25519,
         ] {
             let k = PrivateKey::generate(alg);

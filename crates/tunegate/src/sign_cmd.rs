@@ -16,7 +16,7 @@ pub struct KeygenArgs {
     /// Output prefix: writes PREFIX.pem (private) and PREFIX.pub (public).
     #[arg(long, short = 'o', default_value = "signing")]
     pub output: PathBuf,
-    /// p256 (default; model_signing-compatible), p384, or ed25519 (tunegate only).
+    /// p256 (default; model_signing-compatible), p384, p521, or ed25519 (tunegate only).
     #[arg(long, default_value = "p256")]
     pub algorithm: String,
     /// Encrypt the private key with the passphrase on the first line of FILE (otherwise the
@@ -158,7 +158,7 @@ fn write_new(path: &Path, text: &str, force: bool, private: bool) -> Result<()> 
 pub fn keygen(a: &KeygenArgs) -> Result<u8> {
     let alg = KeyAlgorithm::parse(&a.algorithm).with_context(|| {
         format!(
-            "unknown key algorithm '{}' (p256, p384 or ed25519)",
+            "unknown key algorithm '{}' (p256, p384, p521 or ed25519)",
             a.algorithm
         )
     })?;

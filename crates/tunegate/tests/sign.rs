@@ -21,7 +21,7 @@ fn model(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn roundtrip_every_key_type() {
-    for alg in ["p256", "p384", "ed25519"] {
+    for alg in ["p256", "p384", "p521", "ed25519"] {
         let t = tempfile::tempdir().unwrap();
         let m = model(t.path());
         let k = t.path().join("signing");

@@ -1,7 +1,7 @@
 //! Interop with the OpenSSF reference tool (`model_signing`, pinned in `.ci/run`'s venv):
 //! tunegate signs -> model_signing verifies, and model_signing signs -> tunegate verifies, for a
 //! nested folder (with the ordering traps), an ignored path, a 50 MB file and a single file,
-//! with a P-256 key behind a passphrase and a P-384 key. Runs when `TUNEGATE_INTEROP_PY` names
+//! with a P-256 key behind a passphrase, a P-384 and a P-521 key. Runs when `TUNEGATE_INTEROP_PY` names
 //! the venv's python; then any failure of either tool FAILS the test (it never skips).
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -158,7 +158,7 @@ fn model_signing_and_tunegate_verify_each_other() {
     std::fs::write(&single, b"[approved]\nsha256 = \"00\"\n").unwrap();
     std::fs::write(d.join("pass.txt"), "interop-pass\n").unwrap();
 
-    for (alg, pass) in [("p256", true), ("p384", false)] {
+    for (alg, pass) in [("p256", true), ("p384", false), ("p521", false)] {
         let k = d.join(format!("k-{alg}"));
         let mut kg = tunegate();
         kg.args(["keygen", "--algorithm", alg, "-o"]).arg(&k);
