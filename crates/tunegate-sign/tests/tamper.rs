@@ -273,3 +273,38 @@ fn single_file_model_is_named_dot() {
     );
     let _ = Bundle::parse(b.to_json().as_bytes()).unwrap();
 }
+
+#[test]
+fn mutated_bundles_never_verify_and_never_panic() {
+    let f = fixture(Method::Files);
+    let orig = std::fs::read(&f.sig).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&orig).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(v["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    // Every single-bit flip spread over the signed payload is caught by the signature.
+    let step = (payload.len() / 97).max(1);
+    for i in (0..payload.len()).step_by(step) {
+        let mut p = payload.clone();
+        p[i] ^= 1 << (i % 8);
+        let mut w = v.clone();
+        w["dsseEnvelope"]["payload"] = json!(base64::engine::general_purpose::STANDARD.encode(&p));
+        std::fs::write(&f.sig, serde_json::to_vec(&w).unwrap()).unwrap();
+        expect(&f, &f.model, &opts(&f.key), checks::SIGNATURE_INVALID);
+    }
+    // Arbitrary byte damage to the bundle file: an error or a rejection, never a panic; and a
+    // pass only when the damage hit bytes outside what is signed (e.g. the keyid).
+    let mut x: u32 = 12345;
+    for _ in 0..300 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let mut b = orig.clone();
+        let i = (x as usize >> 8) % b.len();
+        b[i] = (x >> 3) as u8;
+        std::fs::write(&f.sig, &b).unwrap();
+        if let Ok(ok) = verify_model(&f.model, &f.sig, &opts(&f.key)) {
+            let w: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!(w["dsseEnvelope"]["payload"], v["dsseEnvelope"]["payload"]);
+            assert_eq!(ok.files_checked.len(), 3);
+        }
+    }
+}
