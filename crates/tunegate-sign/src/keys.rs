@@ -387,6 +387,29 @@ pub fn certificate_public_key(der: &[u8]) -> Result<PublicKey> {
     PublicKey::from_spki_der(&spki)
 }
 
+/// The e-mail addresses and URIs in a DER certificate's subjectAltName (the Sigstore signer
+/// identity of a Fulcio certificate), for display only; empty when there are none or the
+/// certificate cannot be read.
+pub fn certificate_identities(der: &[u8]) -> Vec<String> {
+    use pkcs8::der::Decode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some((_, san))) = cert.tbs_certificate.get::<SubjectAltName>() else {
+        return Vec::new();
+    };
+    san.0
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::Rfc822Name(s) => Some(s.to_string()),
+            GeneralName::UniformResourceIdentifier(s) => Some(s.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Finds the first PEM block in `text` (skipping any preamble) and decodes it.
 fn decode_pem(text: &str) -> Result<(String, Vec<u8>)> {
     let start = text

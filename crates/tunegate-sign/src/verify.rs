@@ -156,6 +156,13 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust) -> Result<VerifiedStatement
                 checks::CHAIN_NOT_VERIFIED.id,
                 if *keyless { ", Fulcio identity and Rekor transparency-log entry" } else { "" }
             ));
+            let ids = crate::keys::certificate_identities(&chain[0]);
+            if !ids.is_empty() {
+                notes.push(format!(
+                    "leaf certificate names (unverified): {}",
+                    ids.join(", ")
+                ));
+            }
             leaf
         }
         (Trust::BundledCertificateUnverified, Material::Key { .. }) => {
