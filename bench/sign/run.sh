@@ -36,33 +36,39 @@ OUT="$OUT" bash bench/sign/gen.sh
 KEY="$OUT/key"
 [ -f "$KEY.pem" ] || "$BIN" keygen -o "$KEY" 2>/dev/null
 
-now() { date +%s.%N; }
-# time_median LABEL CMD...: runs CMD RUNS times (after one warm-up run), prints the median seconds.
+# time_median CMD...: runs CMD RUNS times (after one warm-up run); prints "WALL CPU", the median
+# wall seconds (date, ns) and the median user+system CPU seconds (GNU time, 10 ms steps) (CPU time stays meaningful when other
+# processes compete for the cores; wall time does not).
 time_median() {
     "${PIN[@]}" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; "$@"; exit 1; }
-    local ts=()
+    local walls=() cpus=() tf
+    tf=$(mktemp)
     for _ in $(seq "$RUNS"); do
         local a b
-        a=$(now)
-        "${PIN[@]}" "$@" >/dev/null 2>&1
-        b=$(now)
-        ts+=("$(echo "$b - $a" | bc -l)")
+        a=$(date +%s.%N)
+        /usr/bin/time -f '%U %S' -o "$tf" "${PIN[@]}" "$@" >/dev/null 2>&1
+        b=$(date +%s.%N)
+        read -r u s < "$tf"
+        walls+=("$(echo "$b - $a" | bc -l)")
+        cpus+=("$(echo "$u + $s" | bc -l)")
     done
-    printf '%s\n' "${ts[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f\n", (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+    rm -f "$tf"
+    med() { sort -g | awk '{a[NR]=$1} END {printf "%.3f", (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+    echo "$(printf '%s\n' "${walls[@]}" | med) $(printf '%s\n' "${cpus[@]}" | med)"
 }
 
 declare -A T
 for target in folder adapter; do
     say "$target: tunegate sign"
-    T[tg_$target]=$(time_median "$BIN" sign "$OUT/$target" --key "$KEY.pem" -o "$OUT/$target.tunegate.sig" -q)
+    read -r T[tg_$target] T[tgc_$target] < <(time_median "$BIN" sign "$OUT/$target" --key "$KEY.pem" -o "$OUT/$target.tunegate.sig" -q)
     say "$target: model_signing sign key"
-    T[ms_$target]=$(time_median "$VENV/bin/model_signing" sign key --private_key "$KEY.pem" --signature "$OUT/$target.model_signing.sig" "$OUT/$target")
+    read -r T[ms_$target] T[msc_$target] < <(time_median "$VENV/bin/model_signing" sign key --private_key "$KEY.pem" --signature "$OUT/$target.model_signing.sig" "$OUT/$target")
     # Cross-check: each tool verifies the other's signature of this input.
     "$BIN" verify "$OUT/$target" --key "$KEY.pub" --signature "$OUT/$target.model_signing.sig" -q >&2
     "$VENV/bin/model_signing" verify key --public_key "$KEY.pub" --signature "$OUT/$target.tunegate.sig" "$OUT/$target" >&2
 done
 
-ratio() { echo "scale=1; $1 / $2" | bc -l; }
+ratio() { if [ "$(echo "$2 > 0" | bc -l)" = 1 ]; then echo "$(echo "scale=1; $1 / $2" | bc -l)x"; else echo "n/a (below timer resolution)"; fi; }
 SUMMARY="$OUT/summary.md"
 {
     echo "### Signing, $(date -u '+%Y-%m-%d %H:%M UTC') at $(git rev-parse --short HEAD)"
@@ -70,10 +76,10 @@ SUMMARY="$OUT/summary.md"
     echo "Command: \`bench/sign/run.sh\` (RUNS=$RUNS, median after one warm-up; ${PIN[*]:-no pinning})."
     echo "Machine: $(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
-    echo "| input | tunegate s | model_signing 1.1.1 s | speed-up |"
-    echo "|---|---:|---:|---:|"
-    echo "| 2 GB folder, 4 shards (files method) | ${T[tg_folder]} | ${T[ms_folder]} | $(ratio "${T[ms_folder]}" "${T[tg_folder]}")x |"
-    echo "| 100 KB adapter | ${T[tg_adapter]} | ${T[ms_adapter]} | $(ratio "${T[ms_adapter]}" "${T[tg_adapter]}")x |"
+    echo "| input | tunegate wall s | model_signing 1.1.1 wall s | wall speed-up | tunegate CPU s | model_signing CPU s | CPU ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| 2 GB folder, 4 shards (files method) | ${T[tg_folder]} | ${T[ms_folder]} | $(ratio "${T[ms_folder]}" "${T[tg_folder]}") | ${T[tgc_folder]} | ${T[msc_folder]} | $(ratio "${T[msc_folder]}" "${T[tgc_folder]}") |"
+    echo "| 100 KB adapter | ${T[tg_adapter]} | ${T[ms_adapter]} | $(ratio "${T[ms_adapter]}" "${T[tg_adapter]}") | ${T[tgc_adapter]} | ${T[msc_adapter]} | $(ratio "${T[msc_adapter]}" "${T[tgc_adapter]}") |"
 } > "$SUMMARY"
 cat "$SUMMARY"
 if [ -n "${APPEND_RESULTS:-}" ]; then
