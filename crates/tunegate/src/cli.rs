@@ -47,6 +47,14 @@ enum Command {
     /// Work with saved reports.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Generate a signing key pair (ECDSA P-256 by default; P-384, Ed25519), PEM.
+    Keygen(crate::sign_cmd::KeygenArgs),
+    /// Sign a model folder or file (OpenSSF model-signing format, verifiable by model_signing).
+    Sign(crate::sign_cmd::SignArgs),
+    /// Verify a model (or a signed report) against its signature; exits 1 naming the reason.
+    Verify(crate::sign_cmd::VerifyArgs),
+    /// Sign a gate's JSON report as evidence (subjects = the scanned artifacts' digests).
+    SignReport(crate::sign_cmd::SignReportArgs),
     /// Training-infrastructure gate: Kubernetes and IAM policy checks, isolated-job generator.
     #[command(subcommand)]
     Infra(InfraCmd),
@@ -227,6 +235,10 @@ pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.command {
         Command::Checks { format } => checks(&format),
+        Command::Keygen(a) => crate::sign_cmd::keygen(&a),
+        Command::Sign(a) => crate::sign_cmd::sign(&a),
+        Command::Verify(a) => crate::sign_cmd::verify(&a),
+        Command::SignReport(a) => crate::sign_cmd::sign_report(&a),
         Command::Dataset(DatasetCmd::Scan {
             paths,
             flags,

@@ -39,6 +39,7 @@ pub fn all_checks() -> Vec<CheckInfo> {
     let mut v: Vec<CheckInfo> = tunegate_dataset::CHECKS.to_vec();
     v.extend_from_slice(crate::model_cmd::CHECKS);
     v.extend_from_slice(crate::infra_cmd::CHECKS);
+    v.extend_from_slice(crate::sign_cmd::CHECKS);
     v.sort_by_key(|c| c.id);
     v
 }
