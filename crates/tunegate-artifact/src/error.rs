@@ -12,6 +12,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A file of a kind the command does not handle was named explicitly.
+    #[error("{path}: {reason}")]
+    Unsupported {
+        /// The path.
+        path: PathBuf,
+        /// Why it cannot be handled.
+        reason: String,
+    },
 }
 
 /// Result with the crate's error.

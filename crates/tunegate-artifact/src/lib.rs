@@ -24,6 +24,7 @@ pub mod checks;
 pub mod container;
 pub mod error;
 pub mod formats;
+pub mod lint;
 pub mod pickle;
 pub mod policy;
 pub mod scan;
