@@ -238,7 +238,9 @@ fn scan_pickle_into(
     true
 }
 
-fn scan_npy(ctx: &mut Ctx, data: &[u8], member: Option<&str>) {
+/// Checks one `.npy` file (magic already seen): header bounds, object dtype, and the embedded
+/// pickle of an object array. Public for the fuzz targets; [`scan_buffer`] calls it.
+pub fn scan_npy(ctx: &mut Ctx, data: &[u8], member: Option<&str>) {
     let malformed = |ctx: &mut Ctx, msg: &str| {
         ctx.add(
             &checks::MALFORMED,
