@@ -168,7 +168,13 @@ m = AutoModel.from_pretrained("org/m", trust_remote_code=True)
     let f = py(src);
     assert_eq!(
         ids(&f),
-        [("M041", 4), ("M042", 5), ("M050", 6), ("M050", 7), ("M040", 8)],
+        [
+            ("M041", 4),
+            ("M042", 5),
+            ("M050", 6),
+            ("M050", 7),
+            ("M040", 8)
+        ],
         "{f:#?}"
     );
     let sev: Vec<_> = f.iter().map(|f| f.severity).collect();
@@ -304,7 +310,8 @@ fn hostile_nesting_and_unclosed_brackets_stay_bounded() {
 
 #[test]
 fn findings_per_file_are_capped() {
-    let src = "import pickle\n".to_string() + &"pickle.loads(b)\n".repeat(lint::MAX_FINDINGS_PER_FILE + 5);
+    let src = "import pickle\n".to_string()
+        + &"pickle.loads(b)\n".repeat(lint::MAX_FINDINGS_PER_FILE + 5);
     let f = py(&src);
     assert_eq!(f.len(), lint::MAX_FINDINGS_PER_FILE + 1);
     assert_eq!(f.last().unwrap().id, "M052");

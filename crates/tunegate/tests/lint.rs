@@ -77,7 +77,10 @@ fn fixture_pipeline_findings_ids_lines_and_severities() {
     assert_eq!(nb["location"]["field"], "cells[2]");
     assert_eq!(nb["evidence"]["fetch"], "cells[1] line 2");
     let torch = &rep["findings"][4];
-    assert_eq!(torch["evidence"]["call"], "T.load(head, map_location=\"cpu\")");
+    assert_eq!(
+        torch["evidence"]["call"],
+        "T.load(head, map_location=\"cpu\")"
+    );
     assert_eq!(torch["evidence"]["callee"], "torch.load");
     assert_eq!(torch["evidence"]["column"], 13);
     assert_eq!(torch["evidence"]["fetch"], "line 23");
@@ -140,7 +143,11 @@ fn bad_input_exits_2_naming_the_file_and_undecodable_source_is_a_finding() {
     json_report(&[latin.to_str().unwrap(), "--fail-on", "medium"], 1);
     // A shebang makes an extension-less file lintable.
     let script = dir.path().join("fetch");
-    std::fs::write(&script, "#!/usr/bin/env python3\nimport pickle\npickle.loads(b)\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/usr/bin/env python3\nimport pickle\npickle.loads(b)\n",
+    )
+    .unwrap();
     let rep = json_report(&[script.to_str().unwrap()], 1);
     assert_eq!(rows(&rep), [row("fetch", "M042", 3, "high")]);
 }
@@ -150,8 +157,11 @@ fn folder_walk_skips_virtualenvs_and_caches_but_named_files_are_linted() {
     let dir = tempfile::tempdir().unwrap();
     for sub in [".venv/lib", "env/lib/site-packages/x", "__pycache__"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        std::fs::write(dir.path().join(sub).join("m.py"), "import pickle\npickle.load(f)\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join(sub).join("m.py"),
+            "import pickle\npickle.load(f)\n",
+        )
+        .unwrap();
     }
     let rep = json_report(&[dir.path().to_str().unwrap()], 0);
     assert_eq!(rep["summary"]["records"], 0);
@@ -165,7 +175,10 @@ fn checks_lists_the_lint_ids() {
     let out = tg().arg("checks").assert().success();
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     for id in ["M040", "M041", "M046", "M050", "M051", "M052"] {
-        assert!(text.contains(&format!("{id}  lint.")), "{id} missing:\n{text}");
+        assert!(
+            text.contains(&format!("{id}  lint.")),
+            "{id} missing:\n{text}"
+        );
     }
 }
 

@@ -50,10 +50,10 @@ pub const MAX_FINDINGS_PER_FILE: usize = 1000;
 const MAX_EVIDENCE_CHARS: usize = 200;
 
 const KEYWORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
-    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if",
-    "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try",
-    "while", "with", "yield",
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
 ];
 
 /// Conventional module aliases assumed when a snippet uses them without importing them.
@@ -234,23 +234,18 @@ fn match_brackets(u: &Unit) -> Vec<u32> {
 }
 
 fn is_stmt_start(u: &Unit, i: usize) -> bool {
-    i == 0
-        || u.tokens[i - 1].kind == Kind::Newline
-        || u.is_op(i - 1, ";")
-        || u.is_op(i - 1, ":")
+    i == 0 || u.tokens[i - 1].kind == Kind::Newline || u.is_op(i - 1, ";") || u.is_op(i - 1, ":")
 }
 
 /// Reads a dotted name starting at `i`; returns it and the index after it.
 fn dotted(u: &Unit, mut i: usize) -> (String, usize) {
     let mut s = String::new();
     while i < u.tokens.len() {
-        if u.is_op(i, ".") || u.is_op(i, "...") {
-            s.push_str(u.tok(i));
-        } else if u.is_name(i) && !(s.len() > 0 && !s.ends_with('.')) {
-            s.push_str(u.tok(i));
-        } else {
+        let dot = u.is_op(i, ".") || u.is_op(i, "...");
+        if !(dot || u.is_name(i) && (s.is_empty() || s.ends_with('.'))) {
             break;
         }
+        s.push_str(u.tok(i));
         i += 1;
     }
     (s, i)
@@ -575,21 +570,20 @@ fn call_rules(u: &Unit, call: &Call, out: &mut Vec<Hit>) {
             "load only files you produced; for models prefer skops.io or safetensors, and scan pickles with `tunegate model scan` first",
             true,
         )),
-        "numpy.load" => {
+        "numpy.load"
             if call
                 .kw("allow_pickle")
-                .is_some_and(|a| literal_bool(u, a) == Some(true))
-            {
-                out.push(call_hit(
-                    u,
-                    call,
-                    &checks::LINT_NUMPY_PICKLE,
-                    checks::LINT_NUMPY_PICKLE.severity,
-                    format!("{}(allow_pickle=True) unpickles object arrays", call.written),
-                    "drop allow_pickle=True (the default is False) and store arrays without object dtype",
-                    true,
-                ));
-            }
+                .is_some_and(|a| literal_bool(u, a) == Some(true)) =>
+        {
+            out.push(call_hit(
+                u,
+                call,
+                &checks::LINT_NUMPY_PICKLE,
+                checks::LINT_NUMPY_PICKLE.severity,
+                format!("{}(allow_pickle=True) unpickles object arrays", call.written),
+                "drop allow_pickle=True (the default is False) and store arrays without object dtype",
+                true,
+            ));
         }
         "pandas.read_pickle" => out.push(call_hit(
             u,
@@ -744,9 +738,7 @@ fn call_rules(u: &Unit, call: &Call, out: &mut Vec<Hit>) {
 fn trust_remote_code_literals(u: &Unit, out: &mut Vec<Hit>) {
     let n = u.tokens.len();
     for i in 0..n {
-        if u.tokens[i].kind != Kind::Str
-            || string_value(u.tok(i)) != Some("trust_remote_code")
-        {
+        if u.tokens[i].kind != Kind::Str || string_value(u.tok(i)) != Some("trust_remote_code") {
             continue;
         }
         let value_at = if u.is_op(i + 1, ":") {
@@ -797,20 +789,31 @@ fn shell_scan(text: &str, line: u32, base: usize, hits: &mut Vec<Hit>) -> Option
         let fetches = words
             .iter()
             .any(|w| matches!(*w, "wget" | "curl" | "aria2c"))
-            || words
-                .windows(2)
-                .any(|w| matches!((w[0], w[1]), ("huggingface-cli" | "hf", "download") | ("git", "clone")));
+            || words.windows(2).any(|w| {
+                matches!(
+                    (w[0], w[1]),
+                    ("huggingface-cli" | "hf", "download") | ("git", "clone")
+                )
+            });
         if fetches && fetch.is_none() {
             fetch = Some(this_line);
         }
-        for pat in ["--trust-remote-code", "--trust_remote_code", "trust_remote_code=True"] {
+        for pat in [
+            "--trust-remote-code",
+            "--trust_remote_code",
+            "trust_remote_code=True",
+        ] {
             let mut from = 0;
             while let Some(p) = code[from..].find(pat) {
                 let at = from + p;
                 from = at + pat.len();
-                let rest = code[from..].trim_start_matches([' ', '=']).to_ascii_lowercase();
+                let rest = code[from..]
+                    .trim_start_matches([' ', '='])
+                    .to_ascii_lowercase();
                 if pat.starts_with("--")
-                    && (rest.starts_with("false") || rest.starts_with('0') || rest.starts_with("no"))
+                    && (rest.starts_with("false")
+                        || rest.starts_with('0')
+                        || rest.starts_with("no"))
                     || code[from..].starts_with('-')
                     || code[from..].starts_with('_')
                 {
@@ -1091,7 +1094,12 @@ fn cell_unit(src: String, field: String) -> Unit {
 pub fn lint_notebook(file: &str, data: &[u8]) -> Vec<Finding> {
     let v: Value = match serde_json::from_slice(data) {
         Ok(v) => v,
-        Err(e) => return vec![undecodable(file, format!("notebook is not valid JSON ({e})"))],
+        Err(e) => {
+            return vec![undecodable(
+                file,
+                format!("notebook is not valid JSON ({e})"),
+            )]
+        }
     };
     let Some(cells) = v.get("cells").and_then(Value::as_array) else {
         return vec![undecodable(
@@ -1218,7 +1226,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 const SKIP_DIRS: &[&str] = &["__pycache__", "node_modules", "site-packages"];
 
 fn walk(path: &Path, top: bool, out: &mut Vec<(PathBuf, Option<SourceKind>)>) -> Result<()> {
-    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    // Links named on the command line are followed; links met while walking only to files.
+    let meta = if top {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    }
+    .map_err(io(path))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

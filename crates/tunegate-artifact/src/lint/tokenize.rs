@@ -53,9 +53,7 @@ impl Token {
     }
 }
 
-const STRING_PREFIXES: &[&str] = &[
-    "r", "u", "b", "f", "t", "br", "rb", "fr", "rf", "tr", "rt",
-];
+const STRING_PREFIXES: &[&str] = &["r", "u", "b", "f", "t", "br", "rb", "fr", "rf", "tr", "rt"];
 
 struct Lexer<'a> {
     b: &'a [u8],
@@ -391,7 +389,10 @@ mod tests {
 
     #[test]
     fn string_values() {
-        assert_eq!(string_value("'trust_remote_code'"), Some("trust_remote_code"));
+        assert_eq!(
+            string_value("'trust_remote_code'"),
+            Some("trust_remote_code")
+        );
         assert_eq!(string_value("r\"\"\"x\"\"\""), Some("x"));
         assert_eq!(string_value("f'x'"), None);
         assert_eq!(string_value("'"), None);
@@ -399,7 +400,20 @@ mod tests {
 
     #[test]
     fn arbitrary_text_never_panics() {
-        for s in ["'", "\"\"\"", "f'{", "f'{'", "\\", "((((", "))))", "1e+", "0x1e-", "é(", "f\"{f'{f\"{", "\r"] {
+        for s in [
+            "'",
+            "\"\"\"",
+            "f'{",
+            "f'{'",
+            "\\",
+            "((((",
+            "))))",
+            "1e+",
+            "0x1e-",
+            "é(",
+            "f\"{f'{f\"{",
+            "\r",
+        ] {
             let t = tokenize(s);
             for tok in &t {
                 assert!(tok.start <= tok.end && tok.end as usize <= s.len());
