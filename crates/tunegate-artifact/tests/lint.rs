@@ -302,6 +302,19 @@ fn hostile_nesting_and_unclosed_brackets_stay_bounded() {
     assert!(py(&src).is_empty());
     let src = format!("torch.load({}", "(".repeat(n));
     assert_eq!(ids(&py(&src)), [("M041", 1)]);
+    // Nested exec(exec(...)): each call looks at a bounded prefix of its argument (this was
+    // quadratic), and the findings stop at the per-file cap instead of growing memory.
+    let src = format!("{}x{}", "exec(".repeat(n), ")".repeat(n));
+    let f = py(&src);
+    assert_eq!(f.len(), lint::MAX_FINDINGS_PER_FILE + 1);
+    assert_eq!(
+        f.last().unwrap().evidence["dropped"],
+        n - lint::MAX_FINDINGS_PER_FILE
+    );
+    let yaml = "trust_remote_code: true\n".repeat(5000);
+    let f = lint::lint_bytes("c.yaml", SourceKind::Yaml, yaml.as_bytes());
+    assert_eq!(f.len(), lint::MAX_FINDINGS_PER_FILE + 1);
+    assert_eq!(f.last().unwrap().id, "M052");
     // A notebook nested deeper than serde_json's limit is a finding.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let f = lint::lint_bytes("nb.ipynb", SourceKind::Notebook, deep.as_bytes());

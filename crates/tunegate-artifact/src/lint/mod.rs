@@ -81,6 +81,9 @@ struct Hit {
     fix: &'static str,
     /// Extra evidence fields (merged into the finding's evidence object).
     extra: Value,
+    /// Evidence fields quoted from the unit's source (key, byte range), collapsed only for the
+    /// findings that are kept.
+    quotes: Vec<(&'static str, usize, usize)>,
     /// Raised one step when the file fetches artifacts.
     raise_on_fetch: bool,
 }
@@ -191,6 +194,13 @@ fn arg_text(u: &Unit, a: &Arg) -> String {
 
 /// Whitespace runs become one space; cut to [`MAX_EVIDENCE_CHARS`].
 fn collapse(s: &str) -> String {
+    // Look at a bounded prefix only: a call spanning megabytes (nested or unclosed) must not
+    // cost its whole length for every call inside it.
+    let mut cut = s.len().min(8 * MAX_EVIDENCE_CHARS);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let s = &s[..cut];
     let mut out = String::new();
     for (n, w) in s.split_whitespace().enumerate() {
         if n > 0 {
@@ -321,10 +331,15 @@ fn collect_imports(u: &Unit, aliases: &mut HashMap<String, String>) {
     }
 }
 
-/// Every call site of the unit, in source order.
-fn calls(u: &Unit, close: &[u32], aliases: &HashMap<String, String>) -> Vec<Call> {
+/// Visits every call site of the unit, in source order (one at a time: a file of millions of
+/// calls never holds them all).
+fn for_each_call(
+    u: &Unit,
+    close: &[u32],
+    aliases: &HashMap<String, String>,
+    mut visit: impl FnMut(Call),
+) {
     let n = u.tokens.len();
-    let mut out = Vec::new();
     for p in 1..n {
         if !u.is_op(p, "(") || !u.is_name(p - 1) || KEYWORDS.contains(&u.tok(p - 1)) {
             continue;
@@ -402,7 +417,7 @@ fn calls(u: &Unit, close: &[u32], aliases: &HashMap<String, String>) -> Vec<Call
             j += 1;
         }
         push(a, c.min(j), &mut args);
-        out.push(Call {
+        visit(Call {
             written,
             resolved,
             first,
@@ -410,7 +425,6 @@ fn calls(u: &Unit, close: &[u32], aliases: &HashMap<String, String>) -> Vec<Call
             args,
         });
     }
-    out
 }
 
 fn call_span(u: &Unit, call: &Call) -> (usize, usize) {
@@ -441,7 +455,8 @@ fn call_hit(
         line: u.tokens[call.first].line,
         message,
         fix,
-        extra: json!({"call": collapse(&u.src[start..end]), "callee": call.resolved}),
+        extra: json!({"callee": call.resolved}),
+        quotes: vec![("call", start, end)],
         raise_on_fetch,
     }
 }
@@ -668,11 +683,16 @@ fn call_rules(u: &Unit, call: &Call, out: &mut Vec<Hit>) {
             if a.end == a.start + 1 && u.tokens[a.start].kind == Kind::Str {
                 return;
             }
-            let direct = u.tokens[a.start..a.end]
-                .iter()
-                .any(|t| t.kind == Kind::Name && FETCH_LAST.contains(&t.text(&u.src)))
-                || arg_text(u, a).contains("requests.get(")
-                || arg_text(u, a).contains("urlopen(");
+            // Only the argument's first tokens: nested exec(exec(...)) stays linear.
+            let head = a.start..a.end.min(a.start + 64);
+            let direct = head.clone().any(|i| {
+                u.is_name(i)
+                    && (FETCH_LAST.contains(&u.tok(i))
+                        || matches!(u.tok(i), "requests" | "httpx")
+                            && u.is_op(i + 1, ".")
+                            && u.is_name(i + 2)
+                            && matches!(u.tok(i + 2), "get" | "post" | "request" | "stream"))
+            });
             let mut h = call_hit(
                 u,
                 call,
@@ -690,7 +710,13 @@ fn call_rules(u: &Unit, call: &Call, out: &mut Vec<Hit>) {
                 "never exec or eval fetched text; ship the code with the pipeline",
                 false,
             );
-            h.extra["argument"] = json!(arg_text(u, a));
+            if a.start < a.end {
+                h.quotes.push((
+                    "argument",
+                    u.tokens[a.start].start as usize,
+                    u.tokens[a.end - 1].end as usize,
+                ));
+            }
             out.push(h);
         }
         _ => {}
@@ -761,7 +787,8 @@ fn trust_remote_code_literals(u: &Unit, out: &mut Vec<Hit>) {
             line: u.tokens[i].line,
             message: "trust_remote_code set to True in a dict or keyword mapping: the loader it reaches runs repository code".into(),
             fix: "set trust_remote_code=False; if the custom code is needed, review it, pin revision= to that commit, or vendor it",
-            extra: json!({"call": collapse(&u.src[start..end])}),
+            extra: json!({}),
+            quotes: vec![("call", start, end)],
             raise_on_fetch: false,
         });
     }
@@ -819,6 +846,10 @@ fn shell_scan(text: &str, line: u32, base: usize, hits: &mut Vec<Hit>) -> Option
                 {
                     continue;
                 }
+                if hits.len() > MAX_FINDINGS_PER_FILE {
+                    // Enough to trip the per-file cap; stop growing memory on hostile input.
+                    continue;
+                }
                 hits.push(Hit {
                     check: &checks::LINT_TRUST_REMOTE_CODE,
                     severity: checks::LINT_TRUST_REMOTE_CODE.severity,
@@ -828,6 +859,7 @@ fn shell_scan(text: &str, line: u32, base: usize, hits: &mut Vec<Hit>) -> Option
                     message: format!("{pat} makes the tool run Python code from the model repository"),
                     fix: "drop the flag; if the custom code is needed, review it and pin the model revision",
                     extra: json!({"call": collapse(code)}),
+                    quotes: Vec::new(),
                     raise_on_fetch: false,
                 });
             }
@@ -856,7 +888,7 @@ fn yaml_scan(text: &str, hits: &mut Vec<Hit>) {
             continue;
         };
         let v = v.trim().trim_matches(['"', '\'', ',']).to_ascii_lowercase();
-        if matches!(v.as_str(), "true" | "yes" | "on") {
+        if matches!(v.as_str(), "true" | "yes" | "on") && hits.len() <= MAX_FINDINGS_PER_FILE {
             hits.push(Hit {
                 check: &checks::LINT_TRUST_REMOTE_CODE,
                 severity: checks::LINT_TRUST_REMOTE_CODE.severity,
@@ -866,6 +898,7 @@ fn yaml_scan(text: &str, hits: &mut Vec<Hit>) {
                 message: "configuration sets trust_remote_code to true: the loader it feeds runs repository code".into(),
                 fix: "set trust_remote_code: false; if the custom code is needed, review it and pin the model revision",
                 extra: json!({"call": collapse(code.trim())}),
+                quotes: Vec::new(),
                 raise_on_fetch: false,
             });
         }
@@ -874,22 +907,38 @@ fn yaml_scan(text: &str, hits: &mut Vec<Hit>) {
 
 /// Python analysis over units sharing one import namespace. Returns hits per unit and the line
 /// of the first fetch (unit index, line), if any.
-fn analyze(units: &[Unit]) -> (Vec<Vec<Hit>>, Option<(usize, u32)>) {
+///
+/// At most [`MAX_FINDINGS_PER_FILE`] hits are kept over all units; the number dropped is
+/// returned too, so hostile input cannot grow memory with findings.
+fn analyze(units: &[Unit]) -> (Vec<Vec<Hit>>, Option<(usize, u32)>, usize) {
     let mut aliases = HashMap::new();
     for u in units {
         collect_imports(u, &mut aliases);
     }
     let mut fetch: Option<(usize, u32)> = None;
     let mut all = Vec::with_capacity(units.len());
+    let mut kept = 0usize;
+    let mut dropped = 0usize;
+    let mut enforce = |hits: &mut Vec<Hit>, from: usize, kept: &mut usize| {
+        let new = hits.len() - from;
+        let room = MAX_FINDINGS_PER_FILE.saturating_sub(*kept);
+        if new > room {
+            dropped += new - room;
+            hits.truncate(from + room);
+        }
+        *kept += new.min(room);
+    };
     for (ui, u) in units.iter().enumerate() {
         let close = match_brackets(u);
         let mut hits: Vec<Hit> = Vec::new();
-        for call in calls(u, &close, &aliases) {
+        for_each_call(u, &close, &aliases, |call| {
             if fetch.is_none() && is_fetch(&call) {
                 fetch = Some((ui, u.tokens[call.first].line));
             }
+            let from = hits.len();
             call_rules(u, &call, &mut hits);
-        }
+            enforce(&mut hits, from, &mut kept);
+        });
         if fetch.is_none() {
             if let Some(t) = u
                 .tokens
@@ -904,10 +953,12 @@ fn analyze(units: &[Unit]) -> (Vec<Vec<Hit>>, Option<(usize, u32)>) {
                 fetch = Some((ui, l));
             }
         }
+        let from = hits.len();
         trust_remote_code_literals(u, &mut hits);
+        enforce(&mut hits, from, &mut kept);
         all.push(hits);
     }
-    (all, fetch)
+    (all, fetch, dropped)
 }
 
 fn raise(s: Severity) -> Severity {
@@ -968,6 +1019,12 @@ fn finish_hits(
             "column": col + 1,
             "fix": h.fix,
         });
+        for (k, a, b) in &h.quotes {
+            let (a, b) = ((*a).min(src.len()), (*b).min(src.len()));
+            if src.is_char_boundary(a) && src.is_char_boundary(b) && a <= b {
+                ev[*k] = json!(collapse(&src[a..b]));
+            }
+        }
         if let Value::Object(extra) = h.extra {
             for (k, v) in extra {
                 ev[k] = v;
@@ -1014,7 +1071,7 @@ fn undecodable(file: &str, why: String) -> Finding {
 /// Lints Python source named `file`.
 pub fn lint_python(file: &str, src: &str) -> Vec<Finding> {
     let units = [Unit::python(src.to_string(), None)];
-    let (mut hits, fetch) = analyze(&units);
+    let (mut hits, fetch, dropped) = analyze(&units);
     let mut out = Vec::new();
     finish_hits(
         file,
@@ -1024,7 +1081,7 @@ pub fn lint_python(file: &str, src: &str) -> Vec<Finding> {
         fetch.map(|(_, l)| (None, l)),
         &mut out,
     );
-    cap(file, out)
+    cap(file, out, dropped)
 }
 
 /// Lints a shell script named `file`: `--trust-remote-code` flags.
@@ -1033,7 +1090,7 @@ pub fn lint_shell(file: &str, src: &str) -> Vec<Finding> {
     shell_scan(src, 1, 0, &mut hits);
     let mut out = Vec::new();
     finish_hits(file, src, None, hits, None, &mut out);
-    cap(file, out)
+    cap(file, out, 0)
 }
 
 /// Lints a YAML file named `file`: `trust_remote_code: true` settings.
@@ -1042,7 +1099,7 @@ pub fn lint_yaml(file: &str, src: &str) -> Vec<Finding> {
     yaml_scan(src, &mut hits);
     let mut out = Vec::new();
     finish_hits(file, src, None, hits, None, &mut out);
-    cap(file, out)
+    cap(file, out, 0)
 }
 
 /// Turns a shell or magic line into a comment by replacing its leading `!` or `%` with `#`
@@ -1123,28 +1180,30 @@ pub fn lint_notebook(file: &str, data: &[u8]) -> Vec<Finding> {
         .iter_mut()
         .map(|u| std::mem::take(&mut u.shell_hits))
         .collect();
-    let (hits, fetch) = analyze(&units);
+    let (hits, fetch, dropped) = analyze(&units);
     let fetch = fetch.map(|(ui, l)| (units[ui].field.as_deref(), l));
     let mut out = Vec::new();
     for ((u, mut h), s) in units.iter().zip(hits).zip(shell) {
         h.extend(s);
         finish_hits(file, &u.src, u.field.as_deref(), h, fetch, &mut out);
     }
-    cap(file, out)
+    cap(file, out, dropped)
 }
 
 /// Puts a file's findings in source order (cell, then position) and applies the per-file cap.
-fn cap(file: &str, mut out: Vec<Finding>) -> Vec<Finding> {
+fn cap(file: &str, mut out: Vec<Finding>, mut dropped: usize) -> Vec<Finding> {
     out.sort_by(|a, b| {
         (&a.location.field, a.location.span).cmp(&(&b.location.field, b.location.span))
     });
     if out.len() > MAX_FINDINGS_PER_FILE {
-        let dropped = out.len() - MAX_FINDINGS_PER_FILE;
+        dropped += out.len() - MAX_FINDINGS_PER_FILE;
         out.truncate(MAX_FINDINGS_PER_FILE);
+    }
+    if dropped > 0 {
         out.push(
             Finding::new(
                 &checks::LINT_RESOURCE_LIMIT,
-                format!("{dropped} more findings in this file were not reported (limit {MAX_FINDINGS_PER_FILE} per file)"),
+                format!("at least {dropped} more findings in this file were not reported (limit {MAX_FINDINGS_PER_FILE} per file)"),
                 Location::file(file),
             )
             .evidence(json!({"dropped": dropped})),
