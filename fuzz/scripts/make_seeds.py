@@ -83,3 +83,17 @@ for dirpath, _, files in os.walk(fixtures):
             put("lint_tokenizer", f, fh.read())
 put("lint_tokenizer", "fstrings.py",
     b"s = f\"{d[\"k\"]} {{x}} {f'{y!r}'}\"\nt = rb'''\\'''\nimport torch as t\nt.load(p, weights_only=False)\n")
+
+# Hostile seeds: a deflate bomb, huge length fields, deep nesting, truncation.
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("archive/data.pkl", b"\x00" * (64 << 20))
+put("zip_reader", "bomb.zip", buf.getvalue())
+put("pickle_decoder", "huge_len.pkl", b"\x80\x04\x8d" + struct.pack("<Q", 1 << 62) + b"abc")
+put("pickle_decoder", "deep_marks.pkl", b"\x80\x02" + b"(" * 20000 + b"." )
+put("pickle_decoder", "deep_lists.pkl", b"\x80\x02" + b"]" * 20000 + b"a" * 19999 + b".")
+put("pickle_decoder", "truncated.pkl", pickle.dumps(state, protocol=4)[:-7])
+put("npy_parser", "huge_header.npy", b"\x02\x00" + struct.pack("<I", 0xFFFFFFFF) + b"{'descr'")
+put("safetensors_header", "huge_len.safetensors", struct.pack("<Q", (1 << 64) - 1) + b"{}")
+put("lint_tokenizer", "deep.py", b"f(" * 50000 + b"x" + b")" * 50000)
+put("lint_tokenizer", "deep.ipynb", b"[" * 5000 + b"]" * 5000)
