@@ -254,7 +254,7 @@ fn notebooks_share_imports_across_cells_and_read_shell_lines() {
             (
                 f.id.as_str(),
                 f.location.field.as_deref().unwrap(),
-                f.location.line.unwrap(),
+                f.evidence["line"].as_u64().unwrap(),
             )
         })
         .collect();
@@ -266,6 +266,12 @@ fn notebooks_share_imports_across_cells_and_read_shell_lines() {
             ("M040", "cells[3]", 2)
         ],
         "{f:#?}"
+    );
+    assert_eq!(f[0].location.line, None);
+    assert!(
+        f[0].message.starts_with("cells[2] line 2: T.load"),
+        "{}",
+        f[0].message
     );
     // The !wget line in cell 1 makes it a fetching notebook.
     assert_eq!(f[0].severity, Severity::High);

@@ -35,7 +35,11 @@ fn rows(rep: &Value) -> Vec<(String, String, u64, String)> {
             (
                 file.rsplit('/').next().unwrap().to_string(),
                 f["id"].as_str().unwrap().to_string(),
-                f["location"]["line"].as_u64().unwrap_or(0),
+                // Notebook findings carry the line within the cell in the evidence only.
+                f["location"]["line"]
+                    .as_u64()
+                    .or(f["evidence"]["line"].as_u64())
+                    .unwrap_or(0),
                 f["severity"].as_str().unwrap().to_string(),
             )
         })
@@ -75,6 +79,7 @@ fn fixture_pipeline_findings_ids_lines_and_severities() {
     );
     let nb = &rep["findings"][1];
     assert_eq!(nb["location"]["field"], "cells[2]");
+    assert_eq!(nb["location"]["line"], Value::Null);
     assert_eq!(nb["evidence"]["fetch"], "cells[1] line 2");
     let torch = &rep["findings"][4];
     assert_eq!(

@@ -20,8 +20,9 @@
 //! misses fetches in other modules.
 //!
 //! Notebooks: code cells share one import namespace (as in a kernel); findings name the cell
-//! (`field` = `cells[N]`, 0-based over all cells), `line` is the line within the cell and
-//! `span` the char range within the cell's source. Lines starting with `!` and cell magics
+//! (`field` = `cells[N]`, 0-based over all cells) and `span` the char range within the cell's
+//! source; the line within the cell is in the message and the evidence (`line`, `column`), not
+//! in `location.line`, which would be read as a line of the `.ipynb` file. Lines starting with `!` and cell magics
 //! `%%bash`/`%%sh`/`%%script`/`%%system` are read as shell; other `%` lines are ignored;
 //! `%%writefile` bodies are linted as Python. For plain files `span` is the char range within the
 //! whole file (so findings sort in file order) and the 1-based column is in the evidence.
@@ -1048,10 +1049,17 @@ fn finish_hits(
                 ev["fetch"] = json!(at);
             }
         }
-        message.push_str(&format!(" (fix: {})", h.fix));
         let mut loc = Location::file(file).span(s, e);
-        loc.line = Some(u64::from(h.line));
-        loc.field = field.map(str::to_string);
+        match field {
+            // A cell's line is not a line of the .ipynb file: keep it out of `line` (SARIF
+            // would point at the wrong line of the JSON) and name it in the message.
+            Some(cell) => {
+                message = format!("{cell} line {}: {message}", h.line);
+                loc.field = Some(cell.to_string());
+            }
+            None => loc.line = Some(u64::from(h.line)),
+        }
+        message.push_str(&format!(" (fix: {})", h.fix));
         out.push(
             Finding::new(h.check, message, loc)
                 .severity(severity)
