@@ -66,6 +66,34 @@ tunegate_core::declare_checks! {
         "`model diff --identical`: the model was claimed identical to the reference but some tensor differs.";
     DIFF_ROW_OUTLIERS = "M037", "model.diff-row-outliers", Medium,
         "`model diff` with reference weights: a few rows (at most 1%) of a tensor changed far more than its other rows (robust z-score over 3.5, at least 10x the median row change): edited rows hidden in a fine-tune, or tokens the fine-tune trained hard.";
+    // `tunegate lint` (pipeline source; report gate `lint`). Severities are graded per finding:
+    // deserialisation findings rise one step in a file that also downloads artifacts.
+    LINT_TRUST_REMOTE_CODE = "M040", "lint.trust-remote-code", High,
+        "Pipeline source passes trust_remote_code=True (keyword, dict entry, CLI flag or YAML setting): loading runs Python from the model or dataset repository.";
+    LINT_TORCH_LOAD = "M041", "lint.torch-load-unpickles", Medium,
+        "torch.load (or load_state_dict_from_url) without weights_only=True unpickles on torch < 2.6; weights_only=False is high.";
+    LINT_PICKLE = "M042", "lint.pickle-load", High,
+        "pickle/cPickle/_pickle/dill/cloudpickle load, loads or Unpickler: unpickling runs code from the input.";
+    LINT_JOBLIB = "M043", "lint.joblib-load", High,
+        "joblib.load unpickles its input.";
+    LINT_NUMPY_PICKLE = "M044", "lint.numpy-allow-pickle", High,
+        "numpy.load(..., allow_pickle=True) unpickles object arrays.";
+    LINT_PANDAS_PICKLE = "M045", "lint.pandas-read-pickle", High,
+        "pandas.read_pickle unpickles its input.";
+    LINT_YAML = "M046", "lint.yaml-unsafe-load", High,
+        "yaml.load without a safe loader, yaml.unsafe_load or yaml.full_load: YAML tags construct Python objects (medium without Loader= or with FullLoader).";
+    LINT_TORCH_HUB = "M047", "lint.torch-hub-load", Medium,
+        "torch.hub.load imports and runs hubconf.py from a GitHub repository.";
+    LINT_NO_SAFETENSORS = "M048", "lint.use-safetensors-false", Medium,
+        "from_pretrained(..., use_safetensors=False) loads pickle weights instead of safetensors.";
+    LINT_KERAS_UNSAFE = "M049", "lint.keras-unsafe-mode", High,
+        "keras load_model(..., safe_mode=False) deserialises Lambda layers, whose code runs on load.";
+    LINT_EXEC = "M050", "lint.exec-downloaded", High,
+        "exec/eval of text computed at run time in a file that downloads content (low when the file fetches nothing, critical when the argument fetches directly).";
+    LINT_UNPARSED = "M051", "lint.source-unparsed", Medium,
+        "A pipeline source file that could not be decoded (not UTF-8, notebook not JSON or not nbformat 4) and was not linted.";
+    LINT_RESOURCE_LIMIT = "M052", "lint.resource-limit", Medium,
+        "A source file too large to lint, or more findings in one file than are reported.";
 }
 
 #[cfg(test)]

@@ -238,7 +238,9 @@ fn scan_pickle_into(
     true
 }
 
-fn scan_npy(ctx: &mut Ctx, data: &[u8], member: Option<&str>) {
+/// Checks one `.npy` file (magic already seen): header bounds, object dtype, and the embedded
+/// pickle of an object array. Public for the fuzz targets; [`scan_buffer`] calls it.
+pub fn scan_npy(ctx: &mut Ctx, data: &[u8], member: Option<&str>) {
     let malformed = |ctx: &mut Ctx, msg: &str| {
         ctx.add(
             &checks::MALFORMED,
@@ -676,8 +678,12 @@ pub fn scan_zip_source(ctx: &mut Ctx, src: &dyn Source, outer: Option<&str>, dep
                     .climits
                     .max_member
                     .min(ctx.climits.max_total.saturating_sub(ctx.decompressed));
+                // Inflate no further than the central directory's declared size: a member that
+                // understates it (to slip past the ratio check above) would otherwise cost up to
+                // the whole budget in memory. Loaders extract the declared size and fail on more.
+                let limit = budget.min(e.usize_);
                 let mut out = Vec::new();
-                let mut dec = flate2::read::DeflateDecoder::new(raw).take(budget + 1);
+                let mut dec = flate2::read::DeflateDecoder::new(raw).take(limit + 1);
                 if let Err(err) = dec.read_to_end(&mut out) {
                     if odd_flags & 1 == 0 {
                         ctx.add(
@@ -692,6 +698,16 @@ pub fn scan_zip_source(ctx: &mut Ctx, src: &dyn Source, outer: Option<&str>, dep
                         );
                         continue;
                     }
+                }
+                if out.len() as u64 > limit && limit == e.usize_ && e.usize_ < budget {
+                    ctx.add(
+                        &checks::ARCHIVE_SUSPICIOUS,
+                        Severity::High,
+                        m,
+                        format!("member '{}' inflates past its declared size of {} bytes (a lying header, or a bomb hiding from the ratio check); not scanned", e.name, e.usize_),
+                        json!({"declared": e.usize_}),
+                    );
+                    continue;
                 }
                 if out.len() as u64 > budget {
                     ctx.add(

@@ -50,6 +50,14 @@ pub enum Error {
         /// What is wrong, naming the tensor.
         message: String,
     },
+    /// A file of a kind the command does not handle was named explicitly.
+    #[error("{path}: {reason}")]
+    Unsupported {
+        /// The path.
+        path: PathBuf,
+        /// Why it cannot be handled.
+        reason: String,
+    },
 }
 
 /// Result with the crate's error.

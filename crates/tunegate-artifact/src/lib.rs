@@ -30,6 +30,7 @@ pub mod container;
 pub mod error;
 pub mod formats;
 pub mod hash;
+pub mod lint;
 pub mod pickle;
 pub mod policy;
 pub mod safetensors;

@@ -188,3 +188,66 @@ fn windowed_decoding_of_fixtures_matches() {
         assert_eq!(summary(&whole), summary(&win));
     }
 }
+
+/// Python-ish text: quotes, prefixes, brackets, escapes, comments and the names the rules
+/// look for, so random mixes reach the string, f-string and call-parsing paths.
+fn pythonish() -> impl Strategy<Value = String> {
+    let atoms = prop::sample::select(vec![
+        "'",
+        "\"",
+        "'''",
+        "\"\"\"",
+        "f'",
+        "rb\"",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        "\\",
+        "\n",
+        "\r",
+        "#",
+        " ",
+        ",",
+        "=",
+        "**",
+        ":",
+        ".",
+        "torch",
+        "load",
+        "pickle",
+        "True",
+        "import",
+        "from",
+        "as",
+        "weights_only",
+        "trust_remote_code",
+        "exec",
+        "é",
+        "0x1e-",
+        "!wget",
+        "%%bash",
+    ]);
+    prop::collection::vec(atoms, 0..120).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn lint_never_panics_and_spans_stay_in_the_text(src in pythonish()) {
+        use tunegate_artifact::lint::{self, SourceKind};
+        let chars = src.chars().count();
+        for kind in [SourceKind::Python, SourceKind::Shell, SourceKind::Yaml] {
+            for f in lint::lint_bytes("f", kind, src.as_bytes()) {
+                if let Some([s, e]) = f.location.span {
+                    prop_assert!(s <= e && e <= chars);
+                }
+            }
+        }
+        let nb = serde_json::json!({"cells": [{"cell_type": "code", "source": src}]});
+        let _ = lint::lint_bytes("f.ipynb", SourceKind::Notebook, nb.to_string().as_bytes());
+    }
+}

@@ -30,6 +30,15 @@ enum Command {
     /// Base-model gate: scan model files without executing them.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Lint pipeline source (Python, notebooks, shell, YAML) for trust_remote_code, torch.load
+    /// without weights_only, pickle/joblib/unsafe-YAML loads and exec of downloads; exits 1 on
+    /// findings at or above --fail-on.
+    Lint {
+        #[command(flatten)]
+        args: crate::lint_cmd::LintArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
     /// List every check id with its default severity and a line of doc.
     Checks {
         /// `text` (default) or `json`.
@@ -345,6 +354,10 @@ pub fn run() -> Result<u8> {
         Command::Deps(DepsCmd::Check { args, report }) => {
             let rep = crate::infra_cmd::deps_check(&args, report.fail_on)?;
             report.emit(&rep, &crate::infra_cmd::metrics(&rep))
+        }
+        Command::Lint { args, report } => {
+            let rep = crate::lint_cmd::lint(&args, report.fail_on)?;
+            report.emit(&rep, &crate::lint_cmd::metrics(&rep))
         }
         Command::Report(ReportCmd::Render {
             report_json,

@@ -5,6 +5,7 @@
 //! go to stdout or `--output`; progress and chatter go to stderr and never into a report.
 mod cli;
 mod infra_cmd;
+mod lint_cmd;
 mod model_cmd;
 mod output;
 mod sign_cmd;
