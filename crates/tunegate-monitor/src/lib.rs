@@ -107,6 +107,15 @@ impl Monitor {
         &self.shared.metrics
     }
 
+    /// Waits (up to 10 s) until every forwarded response has been inspected: in audit and
+    /// stream modes inspection finishes after the client got the last byte.
+    pub async fn settle(&self) {
+        let t = std::time::Instant::now();
+        while self.shared.inflight.load(std::sync::atomic::Ordering::SeqCst) > 0 && t.elapsed() < DRAIN {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Trigger tokens in use.
     pub fn triggers(&self) -> Vec<String> {
         self.shared.inspector.triggers().to_vec()
@@ -117,6 +126,7 @@ impl Monitor {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         let _ = (&mut self.server).await;
+        self.settle().await;
         self.shared.save_state();
         let sink = self
             .shared

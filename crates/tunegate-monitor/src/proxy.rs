@@ -80,6 +80,8 @@ pub struct Shared {
     pub events: Mutex<Option<EventSink>>,
     ids: AtomicU64,
     boot: u64,
+    /// Responses whose inspection has not finished yet.
+    pub inflight: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -113,6 +115,7 @@ impl Shared {
             events: Mutex::new(Some(events)),
             ids: AtomicU64::new(0),
             boot,
+            inflight: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -631,6 +634,7 @@ fn pumped(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, rid: Strin
     let mut body = up.into_body();
     let (tx, rx) = mpsc::channel::<Result<Bytes, BoxErr>>(64);
     let task_rid = rid.clone();
+    shared.inflight.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
         let rid = task_rid;
         let l = shared.cfg.limits.clone();
@@ -746,6 +750,7 @@ fn pumped(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, rid: Strin
             1,
         );
         shared.metrics.observe("tunegate_monitor_request_seconds", &[("endpoint", info.endpoint)], start.elapsed().as_secs_f64());
+        shared.inflight.fetch_sub(1, Ordering::SeqCst);
     });
     head.body(ChannelBody { rx }.boxed())
         .unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", &rid))

@@ -209,12 +209,15 @@ impl Windows {
         };
         let w = self.models.entry(model.to_string()).or_default();
         let norm = normalize(response);
+        let refusal = is_refusal(response);
         let e = Entry {
-            prompt: hash(&normalize(prompt)),
+            // Prompts are distinct when their text differs (numbers included).
+            prompt: hash(prompt.trim()),
             response: hash(&norm),
-            counted: norm.chars().count() >= cfg.min_response_chars,
+            // Canned refusals repeat by design; they are judged by O011, not O007/O009.
+            counted: norm.chars().count() >= cfg.min_response_chars && !refusal,
             len: response.split_whitespace().count() as f64,
-            refusal: is_refusal(response),
+            refusal,
         };
         let mut out = Vec::new();
         // Baseline warm-up.

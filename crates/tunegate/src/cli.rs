@@ -47,6 +47,12 @@ enum Command {
     /// Work with saved reports.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Production output monitor: an OpenAI-compatible proxy that inspects responses, keeps
+    /// per-model windows, writes security events and exports Prometheus /metrics.
+    Monitor {
+        #[command(flatten)]
+        args: crate::monitor_cmd::MonitorArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +185,7 @@ pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.command {
         Command::Checks { format } => checks(&format),
+        Command::Monitor { args } => crate::monitor_cmd::run(&args),
         Command::Dataset(DatasetCmd::Scan {
             paths,
             flags,

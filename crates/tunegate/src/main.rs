@@ -5,6 +5,7 @@
 //! go to stdout or `--output`; progress and chatter go to stderr and never into a report.
 mod cli;
 mod model_cmd;
+mod monitor_cmd;
 mod output;
 
 use std::process::ExitCode;

@@ -38,6 +38,7 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 pub fn all_checks() -> Vec<CheckInfo> {
     let mut v: Vec<CheckInfo> = tunegate_dataset::CHECKS.to_vec();
     v.extend_from_slice(crate::model_cmd::CHECKS);
+    v.extend_from_slice(crate::monitor_cmd::CHECKS);
     v.sort_by_key(|c| c.id);
     v
 }
