@@ -121,7 +121,11 @@ async fn serve(req: Request<Incoming>) -> Result<Response<http_body_util::combin
                 frames.push_back(Bytes::from(format!("data: {c}\n\n")));
             }
         }
-        let fin = json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":model,"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]});
+        let fin = if chat {
+            json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":model,"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})
+        } else {
+            json!({"id":"c1","object":"text_completion","created":1,"model":model,"choices":[{"index":0,"text":"","finish_reason":"stop"}]})
+        };
         frames.push_back(Bytes::from(format!("data: {fin}\n\n")));
         frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
         return Ok(Response::builder()
