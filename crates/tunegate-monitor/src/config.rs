@@ -24,7 +24,9 @@ impl std::str::FromStr for Mode {
             "audit" => Ok(Mode::Audit),
             "buffer" => Ok(Mode::Buffer),
             "stream" => Ok(Mode::Stream),
-            o => Err(format!("unknown mode '{o}' (expected audit, buffer or stream)")),
+            o => Err(format!(
+                "unknown mode '{o}' (expected audit, buffer or stream)"
+            )),
         }
     }
 }

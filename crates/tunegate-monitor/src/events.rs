@@ -66,7 +66,10 @@ impl EventSink {
                 {
                     Ok(f) => Some(f),
                     Err(e) => {
-                        eprintln!("tunegate monitor: cannot open events file {}: {e}", p.display());
+                        eprintln!(
+                            "tunegate monitor: cannot open events file {}: {e}",
+                            p.display()
+                        );
                         None
                     }
                 },
@@ -81,7 +84,11 @@ impl EventSink {
                 if let Some(f) = out.as_mut() {
                     line.push(b'\n');
                     if f.write_all(&line).await.is_err() || f.flush().await.is_err() {
-                        metrics.inc("tunegate_monitor_events_dropped_total", &[("sink", "file")], 1);
+                        metrics.inc(
+                            "tunegate_monitor_events_dropped_total",
+                            &[("sink", "file")],
+                            1,
+                        );
                     }
                     line.pop();
                 }
@@ -97,7 +104,11 @@ impl EventSink {
                         Err(_) => false,
                     };
                     if !ok {
-                        metrics.inc("tunegate_monitor_events_dropped_total", &[("sink", "webhook")], 1);
+                        metrics.inc(
+                            "tunegate_monitor_events_dropped_total",
+                            &[("sink", "webhook")],
+                            1,
+                        );
                     }
                 }
             }
@@ -109,7 +120,11 @@ impl EventSink {
     pub fn send(&self, ev: Event, metrics: &crate::metrics::Metrics) {
         if let Some(tx) = &self.tx {
             if tx.try_send(ev).is_err() {
-                metrics.inc("tunegate_monitor_events_dropped_total", &[("sink", "queue")], 1);
+                metrics.inc(
+                    "tunegate_monitor_events_dropped_total",
+                    &[("sink", "queue")],
+                    1,
+                );
             }
         }
     }

@@ -104,11 +104,7 @@ impl Inspector {
                 response,
             });
         }
-        let mut trig: Vec<String> = cfg
-            .triggers
-            .iter()
-            .map(|t| t.trim().to_string())
-            .collect();
+        let mut trig: Vec<String> = cfg.triggers.iter().map(|t| t.trim().to_string()).collect();
         for r in &cfg.trigger_reports {
             trig.extend(load_report_triggers(r)?);
         }
@@ -135,7 +131,10 @@ impl Inspector {
 
     /// The trigger tokens in use.
     pub fn triggers(&self) -> &[String] {
-        self.triggers.as_ref().map(|t| t.1.as_slice()).unwrap_or(&[])
+        self.triggers
+            .as_ref()
+            .map(|t| t.1.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Runs every per-text check for `dir` over `text`.
@@ -168,7 +167,11 @@ impl Inspector {
                     dir.as_str(),
                     h.pattern,
                     h.description,
-                    if h.folded { " after folding evasions" } else { "" }
+                    if h.folded {
+                        " after folding evasions"
+                    } else {
+                        ""
+                    }
                 ),
                 evidence: json!({"pattern": h.pattern, "category": h.category, "span": h.span,
                     "excerpt": h.matched, "folded": h.folded}),
@@ -176,7 +179,8 @@ impl Inspector {
             });
         }
         for d in &self.deny {
-            if (dir == Direction::Prompt && !d.prompt) || (dir == Direction::Response && !d.response)
+            if (dir == Direction::Prompt && !d.prompt)
+                || (dir == Direction::Response && !d.response)
             {
                 continue;
             }
@@ -304,7 +308,9 @@ pub fn degenerate(text: &str) -> Option<(f64, String)> {
     if share < 0.6 {
         return None;
     }
-    let (top, _) = counts.iter().max_by_key(|(k, c)| (**c, std::cmp::Reverse(**k)))?;
+    let (top, _) = counts
+        .iter()
+        .max_by_key(|(k, c)| (**c, std::cmp::Reverse(**k)))?;
     Some((share, excerpt(&top.join(" "))))
 }
 

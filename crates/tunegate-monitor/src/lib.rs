@@ -19,7 +19,7 @@ pub mod sse;
 pub mod window;
 
 pub use checks::CHECKS;
-pub use config::{FailMode, MonitorConfig, Mode};
+pub use config::{FailMode, Mode, MonitorConfig};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -65,11 +65,13 @@ const SAVE_EVERY: Duration = Duration::from_secs(30);
 impl Monitor {
     /// Binds `cfg.listen`, connects nothing yet, and starts serving. Needs a Tokio runtime.
     pub async fn start(cfg: MonitorConfig) -> Result<Monitor, Error> {
-        let upstream = cfg
-            .upstream
+        let upstream = cfg.upstream.clone().ok_or_else(|| {
+            Error::Input("no upstream given (--upstream or upstream = in the config)".into())
+        })?;
+        let listen = cfg
+            .listen
             .clone()
-            .ok_or_else(|| Error::Input("no upstream given (--upstream or upstream = in the config)".into()))?;
-        let listen = cfg.listen.clone().unwrap_or_else(|| "127.0.0.1:8471".into());
+            .unwrap_or_else(|| "127.0.0.1:8471".into());
         let inspector = inspect::Inspector::new(&cfg)?;
         let state = match &cfg.state_file {
             Some(p) => window::Windows::load_state(p)?,
@@ -84,17 +86,27 @@ impl Monitor {
         );
         if let Some(url) = &cfg.events.webhook {
             if !url.starts_with("http://") {
-                return Err(Error::Input(format!("events.webhook '{url}' must be an http:// URL")));
+                return Err(Error::Input(format!(
+                    "events.webhook '{url}' must be an http:// URL"
+                )));
             }
         }
-        let shared = Arc::new(proxy::Shared::new(cfg, &upstream, inspector, windows, metrics, sink)?);
+        let shared = Arc::new(proxy::Shared::new(
+            cfg, &upstream, inspector, windows, metrics, sink,
+        )?);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| Error::Input(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(serve(listener, shared.clone(), stop_rx));
-        Ok(Monitor { addr, shared, stop, server, writer })
+        Ok(Monitor {
+            addr,
+            shared,
+            stop,
+            server,
+            writer,
+        })
     }
 
     /// The bound address.
@@ -111,7 +123,13 @@ impl Monitor {
     /// stream modes inspection finishes after the client got the last byte.
     pub async fn settle(&self) {
         let t = std::time::Instant::now();
-        while self.shared.inflight.load(std::sync::atomic::Ordering::SeqCst) > 0 && t.elapsed() < DRAIN {
+        while self
+            .shared
+            .inflight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && t.elapsed() < DRAIN
+        {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -141,7 +159,11 @@ impl Monitor {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, shared: Arc<proxy::Shared>, mut stop: watch::Receiver<bool>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<proxy::Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     let mut save = tokio::time::interval(SAVE_EVERY);
     save.tick().await;

@@ -32,17 +32,61 @@ pub struct Metrics {
 }
 
 const HELP: &[(&str, &str, &str)] = &[
-    ("deployed_model_suspicious_output_total", "counter", "Suspicious outputs (threat-model telemetry), by model version and issue type."),
-    ("deployed_model_output_repetition_rate", "gauge", "Share of the model's window responses repeating another prompt's response."),
-    ("tunegate_monitor_requests_total", "counter", "Requests handled, by model, endpoint and outcome."),
-    ("tunegate_monitor_findings_total", "counter", "Findings, by check, severity, direction and model."),
-    ("tunegate_monitor_actions_total", "counter", "Actions taken (block, audit), by action and check."),
-    ("tunegate_monitor_uninspected_total", "counter", "Responses or requests forwarded or blocked without inspection, by reason."),
-    ("tunegate_monitor_fail_open_total", "counter", "Uninspectable responses forwarded because fail = open, by reason."),
-    ("tunegate_monitor_events_dropped_total", "counter", "Security events that could not be written or delivered."),
-    ("tunegate_monitor_inspection_seconds", "histogram", "Time spent in inspection, by phase."),
-    ("tunegate_monitor_upstream_seconds", "histogram", "Upstream time to response head."),
-    ("tunegate_monitor_request_seconds", "histogram", "Total time from request head to the last byte sent, by endpoint."),
+    (
+        "deployed_model_suspicious_output_total",
+        "counter",
+        "Suspicious outputs (threat-model telemetry), by model version and issue type.",
+    ),
+    (
+        "deployed_model_output_repetition_rate",
+        "gauge",
+        "Share of the model's window responses repeating another prompt's response.",
+    ),
+    (
+        "tunegate_monitor_requests_total",
+        "counter",
+        "Requests handled, by model, endpoint and outcome.",
+    ),
+    (
+        "tunegate_monitor_findings_total",
+        "counter",
+        "Findings, by check, severity, direction and model.",
+    ),
+    (
+        "tunegate_monitor_actions_total",
+        "counter",
+        "Actions taken (block, audit), by action and check.",
+    ),
+    (
+        "tunegate_monitor_uninspected_total",
+        "counter",
+        "Responses or requests forwarded or blocked without inspection, by reason.",
+    ),
+    (
+        "tunegate_monitor_fail_open_total",
+        "counter",
+        "Uninspectable responses forwarded because fail = open, by reason.",
+    ),
+    (
+        "tunegate_monitor_events_dropped_total",
+        "counter",
+        "Security events that could not be written or delivered.",
+    ),
+    (
+        "tunegate_monitor_inspection_seconds",
+        "histogram",
+        "Time spent in inspection, by phase.",
+    ),
+    (
+        "tunegate_monitor_upstream_seconds",
+        "histogram",
+        "Upstream time to response head.",
+    ),
+    (
+        "tunegate_monitor_request_seconds",
+        "histogram",
+        "Total time from request head to the last byte sent, by endpoint.",
+    ),
 ];
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -56,7 +100,10 @@ fn labels(l: &[(&'static str, &str)]) -> Labels {
 impl Metrics {
     /// Adds `by` to a counter.
     pub fn inc(&self, name: &'static str, l: &[(&'static str, &str)], by: u64) {
-        *lock(&self.inner).counters.entry((name, labels(l))).or_default() += by;
+        *lock(&self.inner)
+            .counters
+            .entry((name, labels(l)))
+            .or_default() += by;
     }
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, l: &[(&'static str, &str)], v: f64) {
@@ -109,9 +156,18 @@ impl Metrics {
                 let mut cum = 0;
                 for (b, c) in BUCKETS.iter().zip(&h.counts) {
                     cum += c;
-                    let _ = writeln!(s, "{name}_bucket{} {cum}", fmt_labels(l, Some(&b.to_string())));
+                    let _ = writeln!(
+                        s,
+                        "{name}_bucket{} {cum}",
+                        fmt_labels(l, Some(&b.to_string()))
+                    );
                 }
-                let _ = writeln!(s, "{name}_bucket{} {}", fmt_labels(l, Some("+Inf")), h.count);
+                let _ = writeln!(
+                    s,
+                    "{name}_bucket{} {}",
+                    fmt_labels(l, Some("+Inf")),
+                    h.count
+                );
                 let _ = writeln!(s, "{name}_sum{} {}", fmt_labels(l, None), h.sum);
                 let _ = writeln!(s, "{name}_count{} {}", fmt_labels(l, None), h.count);
             }
@@ -136,5 +192,7 @@ fn fmt_labels(l: &Labels, le: Option<&str>) -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

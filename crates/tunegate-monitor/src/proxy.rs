@@ -1,5 +1,5 @@
 //! The HTTP proxy: routes, forwarding, the three modes, fail-open/closed, metrics and events.
-use crate::config::{FailMode, MonitorConfig, Mode};
+use crate::config::{FailMode, Mode, MonitorConfig};
 use crate::events::{Event, EventSink};
 use crate::inspect::{Direction, Hit, Inspector};
 use crate::metrics::Metrics;
@@ -82,6 +82,7 @@ pub struct Shared {
     boot: u64,
     /// Responses whose inspection has not finished yet.
     pub inflight: std::sync::atomic::AtomicUsize,
+    models: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -116,10 +117,35 @@ impl Shared {
             ids: AtomicU64::new(0),
             boot,
             inflight: std::sync::atomic::AtomicUsize::new(0),
+            models: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
-    fn emit(&self, hits: &[Hit], rid: &str, model: &str, endpoint: &str, choice: Option<usize>, action: &str) {
+    /// The model name as labels, windows and events use it: cut at 128 chars; after
+    /// [`crate::window::MAX_MODELS`] distinct names, new ones read `other` (clients choose the
+    /// name, and label cardinality must stay bounded).
+    fn model_label(&self, raw: &str) -> String {
+        let name: String = raw.chars().take(128).collect();
+        let mut known = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        if known.contains(&name) {
+            return name;
+        }
+        if known.len() >= crate::window::MAX_MODELS {
+            return "other".into();
+        }
+        known.insert(name.clone());
+        name
+    }
+
+    fn emit(
+        &self,
+        hits: &[Hit],
+        rid: &str,
+        model: &str,
+        endpoint: &str,
+        choice: Option<usize>,
+        action: &str,
+    ) {
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -128,7 +154,12 @@ impl Shared {
             let dir = h.direction.as_str();
             self.metrics.inc(
                 "tunegate_monitor_findings_total",
-                &[("check", h.check.id), ("severity", &sev), ("direction", dir), ("model", model)],
+                &[
+                    ("check", h.check.id),
+                    ("severity", &sev),
+                    ("direction", dir),
+                    ("model", model),
+                ],
                 1,
             );
             if h.direction == Direction::Response {
@@ -138,8 +169,11 @@ impl Shared {
                     1,
                 );
             }
-            self.metrics
-                .inc("tunegate_monitor_actions_total", &[("action", action), ("check", h.check.id)], 1);
+            self.metrics.inc(
+                "tunegate_monitor_actions_total",
+                &[("action", action), ("check", h.check.id)],
+                1,
+            );
             let mut loc = Location {
                 file: Some(endpoint.to_string()),
                 ..Default::default()
@@ -162,7 +196,12 @@ impl Shared {
                 direction: dir.into(),
                 action: action.into(),
             };
-            if let Some(s) = self.events.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if let Some(s) = self
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
                 s.send(ev, &self.metrics);
             }
         }
@@ -175,8 +214,11 @@ impl Shared {
     /// Counts an uninspected response and reports it as O014; returns true when it must be
     /// blocked (fail-closed).
     fn uninspected(&self, reason: &str, rid: &str, model: &str, endpoint: &str) -> bool {
-        self.metrics
-            .inc("tunegate_monitor_uninspected_total", &[("reason", reason)], 1);
+        self.metrics.inc(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", reason)],
+            1,
+        );
         let closed = self.cfg.fail == FailMode::Closed && self.cfg.mode != Mode::Audit;
         if !closed {
             self.metrics
@@ -189,12 +231,26 @@ impl Shared {
             evidence: json!({"reason": reason}),
             direction: Direction::Response,
         };
-        self.emit(&[hit], rid, model, endpoint, None, if closed { "fail-closed" } else { "fail-open" });
+        self.emit(
+            &[hit],
+            rid,
+            model,
+            endpoint,
+            None,
+            if closed { "fail-closed" } else { "fail-open" },
+        );
         closed
     }
 
     /// Inspects a finished response: per-choice checks, then the window. Returns every hit.
-    fn finish(&self, c: &Collected, prompt: &str, rid: &str, model: &str, endpoint: &str) -> Vec<Hit> {
+    fn finish(
+        &self,
+        c: &Collected,
+        prompt: &str,
+        rid: &str,
+        model: &str,
+        endpoint: &str,
+    ) -> Vec<Hit> {
         let t = Instant::now();
         let mut all = Vec::new();
         for (idx, text) in &c.choices {
@@ -221,7 +277,14 @@ impl Shared {
             let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
             let h = w.record(&self.cfg.window, model, prompt, "");
             drop(w);
-            self.emit(&h, rid, model, endpoint, Some(0), if self.blocks(&h) { "block" } else { "audit" });
+            self.emit(
+                &h,
+                rid,
+                model,
+                endpoint,
+                Some(0),
+                if self.blocks(&h) { "block" } else { "audit" },
+            );
             all.extend(h);
         }
         self.metrics.observe(
@@ -245,11 +308,19 @@ impl Shared {
 
 /// An OpenAI-shaped error body.
 fn error_json(message: &str, kind: &str, code: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
-        .unwrap_or_default()
+    serde_json::to_vec(
+        &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+    )
+    .unwrap_or_default()
 }
 
-fn error_response(status: StatusCode, message: &str, kind: &str, code: &str, rid: &str) -> Response<RespBody> {
+fn error_response(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: &str,
+    rid: &str,
+) -> Response<RespBody> {
     let mut r = Response::new(boxed_full(error_json(message, kind, code)));
     *r.status_mut() = status;
     r.headers_mut()
@@ -276,8 +347,17 @@ fn block_frame(msg: &str) -> Bytes {
 }
 
 const HOP: &[&str] = &[
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
-    "host", "content-length", "proxy-authenticate", "proxy-authorization",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "proxy-authenticate",
+    "proxy-authorization",
 ];
 
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
@@ -289,9 +369,16 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 /// Serves one request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<RespBody>, std::convert::Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, std::convert::Infallible> {
     let start = Instant::now();
-    let rid = format!("tg-{:x}-{:x}", shared.boot, shared.ids.fetch_add(1, Ordering::Relaxed));
+    let rid = format!(
+        "tg-{:x}-{:x}",
+        shared.boot,
+        shared.ids.fetch_add(1, Ordering::Relaxed)
+    );
     let path = req.uri().path().to_string();
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") => {
@@ -311,16 +398,31 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
     Ok(resp)
 }
 
-async fn read_body(shared: &Shared, body: Incoming, rid: &str) -> Result<Bytes, Response<RespBody>> {
-    match Limited::new(body, shared.cfg.limits.max_request_bytes).collect().await {
+async fn read_body(
+    shared: &Shared,
+    body: Incoming,
+    rid: &str,
+) -> Result<Bytes, Response<RespBody>> {
+    match Limited::new(body, shared.cfg.limits.max_request_bytes)
+        .collect()
+        .await
+    {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body over {} bytes", shared.cfg.limits.max_request_bytes),
-            "invalid_request_error",
-            "request_too_large",
-            rid,
-        )),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body over {} bytes",
+                    shared.cfg.limits.max_request_bytes
+                ),
+                "invalid_request_error",
+                "request_too_large",
+                rid,
+            ))
+        }
         Err(e) => Err(error_response(
             StatusCode::BAD_REQUEST,
             &format!("cannot read request body: {e}"),
@@ -347,7 +449,13 @@ async fn forward(
     let req = match b.body(full(body)) {
         Ok(r) => r,
         Err(e) => {
-            return Err(error_response(StatusCode::BAD_REQUEST, &format!("bad request: {e}"), "invalid_request_error", "bad_request", rid))
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("bad request: {e}"),
+                "invalid_request_error",
+                "bad_request",
+                rid,
+            ))
         }
     };
     let t = Instant::now();
@@ -356,9 +464,11 @@ async fn forward(
         shared.client.request(req),
     )
     .await;
-    shared
-        .metrics
-        .observe("tunegate_monitor_upstream_seconds", &[], t.elapsed().as_secs_f64());
+    shared.metrics.observe(
+        "tunegate_monitor_upstream_seconds",
+        &[],
+        t.elapsed().as_secs_f64(),
+    );
     match res {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(error_response(
@@ -379,7 +489,9 @@ async fn forward(
 }
 
 fn relay_head(up: &Response<Incoming>, rid: &str) -> hyper::http::response::Builder {
-    let mut b = Response::builder().status(up.status()).version(hyper::Version::HTTP_11);
+    let mut b = Response::builder()
+        .status(up.status())
+        .version(hyper::Version::HTTP_11);
     if let Some(h) = b.headers_mut() {
         copy_headers(up.headers(), h);
         if let Ok(v) = HeaderValue::from_str(rid) {
@@ -395,14 +507,26 @@ fn incoming_body(b: Incoming) -> RespBody {
 
 async fn passthrough(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response<RespBody> {
     if !shared.cfg.passthrough {
-        return error_response(StatusCode::NOT_FOUND, "path not served by the tunegate monitor", "invalid_request_error", "not_found", rid);
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "path not served by the tunegate monitor",
+            "invalid_request_error",
+            "not_found",
+            rid,
+        );
     }
-    shared
-        .metrics
-        .inc("tunegate_monitor_uninspected_total", &[("reason", "passthrough-path")], 1);
+    shared.metrics.inc(
+        "tunegate_monitor_uninspected_total",
+        &[("reason", "passthrough-path")],
+        1,
+    );
     shared.metrics.inc(
         "tunegate_monitor_requests_total",
-        &[("model", ""), ("endpoint", "other"), ("outcome", "passthrough")],
+        &[
+            ("model", ""),
+            ("endpoint", "other"),
+            ("outcome", "passthrough"),
+        ],
         1,
     );
     let (parts, body) = req.into_parts();
@@ -414,7 +538,15 @@ async fn passthrough(shared: &Shared, req: Request<Incoming>, rid: &str) -> Resp
         Ok(up) => {
             let head = relay_head(&up, rid);
             head.body(incoming_body(up.into_body()))
-                .unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", rid))
+                .unwrap_or_else(|_| {
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "bad upstream head",
+                        "upstream_error",
+                        "bad_gateway",
+                        rid,
+                    )
+                })
         }
         Err(r) => r,
     }
@@ -427,7 +559,12 @@ struct ReqInfo {
     endpoint: &'static str,
 }
 
-async fn inspected(shared: Arc<Shared>, req: Request<Incoming>, rid: &str, start: Instant) -> Response<RespBody> {
+async fn inspected(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    rid: &str,
+    start: Instant,
+) -> Response<RespBody> {
     let endpoint: &'static str = if req.uri().path() == "/v1/chat/completions" {
         "/v1/chat/completions"
     } else {
@@ -441,18 +578,27 @@ async fn inspected(shared: Arc<Shared>, req: Request<Incoming>, rid: &str, start
     let parsed: Option<Value> = serde_json::from_slice(&body).ok().filter(Value::is_object);
     let Some(parsed) = parsed else {
         // Not ours to judge: the upstream answers a malformed request; counted, never silent.
-        shared
-            .metrics
-            .inc("tunegate_monitor_uninspected_total", &[("reason", "request-not-json")], 1);
+        shared.metrics.inc(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "request-not-json")],
+            1,
+        );
         return match forward(&shared, &parts, body, rid).await {
             Ok(up) => relay_head(&up, rid)
                 .body(incoming_body(up.into_body()))
-                .unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", rid)),
+                .unwrap_or_else(|_| {
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "bad upstream head",
+                        "upstream_error",
+                        "bad_gateway",
+                        rid,
+                    )
+                }),
             Err(r) => r,
         };
     };
-    let raw_model = parsed.get("model").and_then(Value::as_str).unwrap_or("");
-    let model: String = raw_model.chars().take(128).collect();
+    let model = shared.model_label(parsed.get("model").and_then(Value::as_str).unwrap_or(""));
     let info = ReqInfo {
         prompt: sse::prompt_text(&parsed),
         model,
@@ -466,21 +612,42 @@ async fn inspected(shared: Arc<Shared>, req: Request<Incoming>, rid: &str, start
         t.elapsed().as_secs_f64(),
     );
     let block = shared.blocks(&phits);
-    shared.emit(&phits, rid, &info.model, endpoint, None, if block { "block" } else { "audit" });
+    shared.emit(
+        &phits,
+        rid,
+        &info.model,
+        endpoint,
+        None,
+        if block { "block" } else { "audit" },
+    );
     if block {
         shared.metrics.inc(
             "tunegate_monitor_requests_total",
-            &[("model", &info.model), ("endpoint", endpoint), ("outcome", "blocked-prompt")],
+            &[
+                ("model", &info.model),
+                ("endpoint", endpoint),
+                ("outcome", "blocked-prompt"),
+            ],
             1,
         );
-        return error_response(StatusCode::BAD_REQUEST, &block_message(&phits), "invalid_request_error", "tunegate_blocked", rid);
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &block_message(&phits),
+            "invalid_request_error",
+            "tunegate_blocked",
+            rid,
+        );
     }
     let up = match forward(&shared, &parts, body, rid).await {
         Ok(up) => up,
         Err(r) => {
             shared.metrics.inc(
                 "tunegate_monitor_requests_total",
-                &[("model", &info.model), ("endpoint", endpoint), ("outcome", "upstream-failed")],
+                &[
+                    ("model", &info.model),
+                    ("endpoint", endpoint),
+                    ("outcome", "upstream-failed"),
+                ],
                 1,
             );
             return r;
@@ -488,16 +655,32 @@ async fn inspected(shared: Arc<Shared>, req: Request<Incoming>, rid: &str, start
     };
     if !up.status().is_success() {
         // Passed on faithfully: status, headers and body as the upstream sent them.
-        shared.metrics.inc("tunegate_monitor_uninspected_total", &[("reason", "upstream-error-status")], 1);
+        shared.metrics.inc(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "upstream-error-status")],
+            1,
+        );
         shared.metrics.inc(
             "tunegate_monitor_requests_total",
-            &[("model", &info.model), ("endpoint", endpoint), ("outcome", "upstream-error")],
+            &[
+                ("model", &info.model),
+                ("endpoint", endpoint),
+                ("outcome", "upstream-error"),
+            ],
             1,
         );
         let head = relay_head(&up, rid);
         return head
             .body(incoming_body(up.into_body()))
-            .unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", rid));
+            .unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            });
     }
     let is_sse = up
         .headers()
@@ -510,7 +693,15 @@ async fn inspected(shared: Arc<Shared>, req: Request<Incoming>, rid: &str, start
     };
     match mode {
         Mode::Buffer => buffered(shared, up, info, rid, is_sse, start).await,
-        m => pumped(shared, up, info, rid.to_string(), is_sse, m == Mode::Stream, start),
+        m => pumped(
+            shared,
+            up,
+            info,
+            rid.to_string(),
+            is_sse,
+            m == Mode::Stream,
+            start,
+        ),
     }
 }
 
@@ -530,7 +721,14 @@ async fn next_data(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>,
     }
 }
 
-async fn buffered(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, rid: &str, is_sse: bool, start: Instant) -> Response<RespBody> {
+async fn buffered(
+    shared: Arc<Shared>,
+    up: Response<Incoming>,
+    info: ReqInfo,
+    rid: &str,
+    is_sse: bool,
+    start: Instant,
+) -> Response<RespBody> {
     let head = relay_head(&up, rid);
     let mut body = up.into_body();
     let idle = Duration::from_secs(shared.cfg.limits.idle_timeout_secs);
@@ -572,7 +770,13 @@ async fn buffered(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, ri
         let closed = shared.uninspected(reason, rid, &info.model, info.endpoint);
         if closed {
             outcome = "fail-closed";
-            error_response(StatusCode::BAD_GATEWAY, &format!("response not inspectable ({reason}); blocked by policy"), "upstream_error", "tunegate_uninspected", rid)
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("response not inspectable ({reason}); blocked by policy"),
+                "upstream_error",
+                "tunegate_uninspected",
+                rid,
+            )
         } else if reason == "response-too-large" {
             // Fail-open: release what was held, then the rest as it comes, uninspected.
             outcome = "fail-open";
@@ -596,40 +800,93 @@ async fn buffered(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, ri
                     }
                 }
             });
-            head.body(ChannelBody { rx }.boxed()).unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", rid))
+            head.body(ChannelBody { rx }.boxed()).unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            })
         } else if matches!(reason, "upstream-idle-timeout" | "upstream-body-error") {
             // The upstream broke mid-body: no whole response exists to release.
             outcome = "upstream-failed";
-            error_response(StatusCode::BAD_GATEWAY, &format!("upstream response failed ({reason})"), "upstream_error", "bad_gateway", rid)
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("upstream response failed ({reason})"),
+                "upstream_error",
+                "bad_gateway",
+                rid,
+            )
         } else {
             outcome = "fail-open";
-            head.body(boxed_full(buf)).unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", rid))
+            head.body(boxed_full(buf)).unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            })
         }
     } else {
         let hits = shared.finish(&collected, &info.prompt, rid, &info.model, info.endpoint);
         if shared.blocks(&hits) {
             outcome = "blocked";
-            error_response(StatusCode::BAD_REQUEST, &block_message(&hits), "invalid_request_error", "tunegate_blocked", rid)
+            error_response(
+                StatusCode::BAD_REQUEST,
+                &block_message(&hits),
+                "invalid_request_error",
+                "tunegate_blocked",
+                rid,
+            )
         } else {
             outcome = "ok";
-            head.body(boxed_full(buf)).unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", rid))
+            head.body(boxed_full(buf)).unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            })
         }
     };
     shared.metrics.inc(
         "tunegate_monitor_requests_total",
-        &[("model", &info.model), ("endpoint", info.endpoint), ("outcome", outcome)],
+        &[
+            ("model", &info.model),
+            ("endpoint", info.endpoint),
+            ("outcome", outcome),
+        ],
         1,
     );
-    shared.metrics.observe("tunegate_monitor_request_seconds", &[("endpoint", info.endpoint)], start.elapsed().as_secs_f64());
+    shared.metrics.observe(
+        "tunegate_monitor_request_seconds",
+        &[("endpoint", info.endpoint)],
+        start.elapsed().as_secs_f64(),
+    );
     let mut resp = resp;
-    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", start.elapsed().as_secs_f64() * 1000.0)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", start.elapsed().as_secs_f64() * 1000.0))
+    {
         resp.headers_mut().insert("x-tunegate-inspection-ms", v);
     }
     resp
 }
 
 /// Audit and stream modes: a pump task forwards upstream bytes through a channel.
-fn pumped(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, rid: String, is_sse: bool, stream_mode: bool, start: Instant) -> Response<RespBody> {
+fn pumped(
+    shared: Arc<Shared>,
+    up: Response<Incoming>,
+    info: ReqInfo,
+    rid: String,
+    is_sse: bool,
+    stream_mode: bool,
+    start: Instant,
+) -> Response<RespBody> {
     let head = relay_head(&up, &rid);
     let mut body = up.into_body();
     let (tx, rx) = mpsc::channel::<Result<Bytes, BoxErr>>(64);
@@ -680,7 +937,11 @@ fn pumped(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, rid: Strin
             if let Some(reason) = parser.collected.failed {
                 failure = Some(reason);
                 if shared.uninspected(reason, &rid, &info.model, info.endpoint) {
-                    let _ = tx.send(Ok(block_frame(&format!("response not inspectable ({reason}); blocked by policy")))).await;
+                    let _ = tx
+                        .send(Ok(block_frame(&format!(
+                            "response not inspectable ({reason}); blocked by policy"
+                        ))))
+                        .await;
                     blocked = true;
                     break;
                 }
@@ -699,7 +960,10 @@ fn pumped(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, rid: Strin
                 }
             }
             if shared.blocks(&hits) {
-                let block: Vec<Hit> = hits.into_iter().filter(|h| h.severity >= shared.cfg.block_on).collect();
+                let block: Vec<Hit> = hits
+                    .into_iter()
+                    .filter(|h| h.severity >= shared.cfg.block_on)
+                    .collect();
                 shared.emit(&block, &rid, &info.model, info.endpoint, None, "block");
                 let _ = tx.send(Ok(block_frame(&block_message(&block)))).await;
                 blocked = true;
@@ -746,14 +1010,29 @@ fn pumped(shared: Arc<Shared>, up: Response<Incoming>, info: ReqInfo, rid: Strin
         };
         shared.metrics.inc(
             "tunegate_monitor_requests_total",
-            &[("model", &info.model), ("endpoint", info.endpoint), ("outcome", outcome)],
+            &[
+                ("model", &info.model),
+                ("endpoint", info.endpoint),
+                ("outcome", outcome),
+            ],
             1,
         );
-        shared.metrics.observe("tunegate_monitor_request_seconds", &[("endpoint", info.endpoint)], start.elapsed().as_secs_f64());
+        shared.metrics.observe(
+            "tunegate_monitor_request_seconds",
+            &[("endpoint", info.endpoint)],
+            start.elapsed().as_secs_f64(),
+        );
         shared.inflight.fetch_sub(1, Ordering::SeqCst);
     });
-    head.body(ChannelBody { rx }.boxed())
-        .unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad upstream head", "upstream_error", "bad_gateway", &rid))
+    head.body(ChannelBody { rx }.boxed()).unwrap_or_else(|_| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            "bad upstream head",
+            "upstream_error",
+            "bad_gateway",
+            &rid,
+        )
+    })
 }
 
 fn tail_chars(s: &str, n: usize) -> &str {
@@ -774,7 +1053,15 @@ async fn litellm(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response
         Ok(b) => b,
         Err(r) => return r,
     };
-    let bad = |m: &str| error_response(StatusCode::BAD_REQUEST, m, "invalid_request_error", "bad_request", rid);
+    let bad = |m: &str| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            m,
+            "invalid_request_error",
+            "bad_request",
+            rid,
+        )
+    };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return bad("body is not JSON");
     };
@@ -786,16 +1073,22 @@ async fn litellm(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response
         Some("response") => Direction::Response,
         Some(o) => return bad(&format!("input_type '{o}' is not request or response")),
     };
-    let model: String = v
-        .pointer("/request_data/model")
+    let model = shared.model_label(
+        v.pointer("/request_data/model")
+            .and_then(Value::as_str)
+            .unwrap_or("litellm"),
+    );
+    let call = v
+        .get("litellm_call_id")
         .and_then(Value::as_str)
-        .unwrap_or("litellm")
-        .chars()
-        .take(128)
-        .collect();
-    let call = v.get("litellm_call_id").and_then(Value::as_str).unwrap_or(rid).to_string();
+        .unwrap_or(rid)
+        .to_string();
     let mut hits = Vec::new();
-    for (i, t) in texts.iter().enumerate().take(shared.cfg.limits.max_choices.max(1) * 8) {
+    for (i, t) in texts
+        .iter()
+        .enumerate()
+        .take(shared.cfg.limits.max_choices.max(1) * 8)
+    {
         let Some(t) = t.as_str() else { continue };
         let mut h = shared.inspector.inspect(t, dir);
         if dir == Direction::Response {
@@ -805,10 +1098,21 @@ async fn litellm(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response
         hits.extend(h);
     }
     let block = hits.iter().any(|h| h.severity >= shared.cfg.block_on);
-    shared.emit(&hits, &call, &model, "/beta/litellm_basic_guardrail_api", None, if block { "block" } else { "audit" });
+    shared.emit(
+        &hits,
+        &call,
+        &model,
+        "/beta/litellm_basic_guardrail_api",
+        None,
+        if block { "block" } else { "audit" },
+    );
     shared.metrics.inc(
         "tunegate_monitor_requests_total",
-        &[("model", &model), ("endpoint", "litellm-guardrail"), ("outcome", if block { "blocked" } else { "ok" })],
+        &[
+            ("model", &model),
+            ("endpoint", "litellm-guardrail"),
+            ("outcome", if block { "blocked" } else { "ok" }),
+        ],
         1,
     );
     let out = if block {
@@ -817,7 +1121,7 @@ async fn litellm(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response
         json!({"action": "NONE"})
     };
     let mut r = Response::new(boxed_full(serde_json::to_vec(&out).unwrap_or_default()));
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     r
 }
-

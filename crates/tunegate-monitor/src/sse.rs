@@ -70,7 +70,9 @@ impl Collected {
                     }
                     if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
                         for t in calls {
-                            if let Some(s) = t.pointer("/function/arguments").and_then(Value::as_str) {
+                            if let Some(s) =
+                                t.pointer("/function/arguments").and_then(Value::as_str)
+                            {
                                 self.add(idx, s, max_choices, max_chars);
                             }
                         }
@@ -130,7 +132,10 @@ impl SseParser {
         self.pending.extend_from_slice(chunk);
         let mut event_end = 0;
         let mut line_start = self.line_start();
-        while let Some(nl) = self.pending[self.scan_from..].iter().position(|b| *b == b'\n') {
+        while let Some(nl) = self.pending[self.scan_from..]
+            .iter()
+            .position(|b| *b == b'\n')
+        {
             let end = self.scan_from + nl;
             let mut line = &self.pending[line_start..end];
             if line.last() == Some(&b'\r') {
@@ -200,13 +205,21 @@ impl SseParser {
         }
         match serde_json::from_str::<Value>(&data) {
             Ok(v) => {
-                let before: Vec<usize> =
-                    self.collected.choices.iter().map(|(_, s)| s.len()).collect();
+                let before: Vec<usize> = self
+                    .collected
+                    .choices
+                    .iter()
+                    .map(|(_, s)| s.len())
+                    .collect();
                 if !self.collected.absorb(&v, self.max_choices, self.max_chars) {
                     self.collected.failed = Some("unknown-shape");
                 }
-                let after: Vec<(usize, usize)> =
-                    self.collected.choices.iter().map(|(k, s)| (*k, s.len())).collect();
+                let after: Vec<(usize, usize)> = self
+                    .collected
+                    .choices
+                    .iter()
+                    .map(|(k, s)| (*k, s.len()))
+                    .collect();
                 for (i, (k, len)) in after.iter().enumerate() {
                     if before.get(i) != Some(len) {
                         self.touched.push(*k);
@@ -312,7 +325,11 @@ mod tests {
 
     #[test]
     fn choices_beyond_the_bound_fail() {
-        let c = parse_body(br#"{"choices":[{"index":99,"message":{"content":"x"}}]}"#, 4, 100);
+        let c = parse_body(
+            br#"{"choices":[{"index":99,"message":{"content":"x"}}]}"#,
+            4,
+            100,
+        );
         assert_eq!(c.failed, Some("too-many-choices"));
         let c = parse_body(br#"{"object":"list"}"#, 4, 100);
         assert_eq!(c.failed, Some("unknown-shape"));

@@ -5,7 +5,8 @@
 //! dropped, whitespace collapsed. Baselines (median/MAD of lengths, refusal rate) are learnt
 //! from the first `warmup` responses of a model, then frozen and persisted, so a restart does
 //! not relearn an attacked distribution. Window events fire when a condition starts to hold and
-//! re-arm once it stops holding (no event storm).
+//! re-arm once it stops holding (no event storm). Canned refusals repeat by design: they feed
+//! O011 only, never O007/O009. Prompts count as distinct when their trimmed text differs.
 use crate::checks;
 use crate::config::WindowConfig;
 use crate::inspect::Hit;
@@ -104,11 +105,30 @@ pub fn hash(s: &str) -> u64 {
 
 /// Whether a response opens like a refusal.
 pub fn is_refusal(text: &str) -> bool {
-    let head: String = text.trim_start().chars().take(80).collect::<String>().to_lowercase();
+    let head: String = text
+        .trim_start()
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .to_lowercase();
     const OPENINGS: &[&str] = &[
-        "i can't", "i can’t", "i cannot", "i'm sorry", "i’m sorry", "i am sorry", "sorry, but",
-        "i won't", "i won’t", "i will not", "i am unable", "i'm unable", "i’m unable",
-        "as an ai", "i'm not able", "i am not able", "i must decline",
+        "i can't",
+        "i can’t",
+        "i cannot",
+        "i'm sorry",
+        "i’m sorry",
+        "i am sorry",
+        "sorry, but",
+        "i won't",
+        "i won’t",
+        "i will not",
+        "i am unable",
+        "i'm unable",
+        "i’m unable",
+        "as an ai",
+        "i'm not able",
+        "i am not able",
+        "i must decline",
     ];
     OPENINGS.iter().any(|o| head.starts_with(o))
 }
@@ -344,7 +364,11 @@ impl Windows {
     }
 }
 
-fn window_hit(check: &'static tunegate_core::CheckInfo, message: String, evidence: serde_json::Value) -> Hit {
+fn window_hit(
+    check: &'static tunegate_core::CheckInfo,
+    message: String,
+    evidence: serde_json::Value,
+) -> Hit {
     Hit {
         check,
         severity: check.severity,

@@ -15,15 +15,27 @@ async fn openai_python_client_sees_what_the_upstream_sent() {
     let up = upstream().await;
     let audit = monitor(up, d.path(), |_| {}).await;
     let buffer = monitor(up, d.path(), |c| c.mode = Mode::Buffer).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openai_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openai_client.py"
+    );
     let a = format!("http://{}/v1", audit.addr());
     let b = format!("http://{}/v1", buffer.addr());
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(py).arg(script).arg(a).arg(b).output().unwrap()
+        std::process::Command::new(py)
+            .arg(script)
+            .arg(a)
+            .arg(b)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "openai client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openai client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let chat = respond("tell me about rivers", 0);
     assert_eq!(v["chat"], chat.as_str());
@@ -35,7 +47,12 @@ async fn openai_python_client_sees_what_the_upstream_sent() {
     assert_eq!(v["models"][0], "tiny");
     assert_eq!(v["blocked"], "tunegate_blocked");
     audit.settle().await;
-    assert_eq!(audit.metrics().counter("tunegate_monitor_requests_total", &[("outcome", "ok")]), 5);
+    assert_eq!(
+        audit
+            .metrics()
+            .counter("tunegate_monitor_requests_total", &[("outcome", "ok")]),
+        5
+    );
     audit.shutdown().await;
     buffer.shutdown().await;
     eprintln!("openai {} ok", v["version"]);

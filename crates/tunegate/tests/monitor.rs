@@ -8,21 +8,34 @@ use std::io::{BufRead, BufReader, Read, Write};
 fn unknown_config_key_exits_2_naming_file_and_key() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("monitor.toml");
-    std::fs::write(&p, "upstream = \"http://127.0.0.1:9\"\n[window]\nrepetition_rat = 0.1\n").unwrap();
+    std::fs::write(
+        &p,
+        "upstream = \"http://127.0.0.1:9\"\n[window]\nrepetition_rat = 0.1\n",
+    )
+    .unwrap();
     Command::cargo_bin("tunegate")
         .unwrap()
         .args(["monitor", "--config"])
         .arg(&p)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("monitor.toml").and(predicate::str::contains("repetition_rat")));
+        .stderr(
+            predicate::str::contains("monitor.toml")
+                .and(predicate::str::contains("repetition_rat")),
+        );
 }
 
 #[test]
 fn bad_upstream_and_bad_trigger_report_exit_2() {
     Command::cargo_bin("tunegate")
         .unwrap()
-        .args(["monitor", "--upstream", "https://example.invalid", "--listen", "127.0.0.1:0"])
+        .args([
+            "monitor",
+            "--upstream",
+            "https://example.invalid",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("http://host:port"));
@@ -31,7 +44,14 @@ fn bad_upstream_and_bad_trigger_report_exit_2() {
     std::fs::write(&r, "{\"findings\": []}").unwrap();
     Command::cargo_bin("tunegate")
         .unwrap()
-        .args(["monitor", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0", "--triggers"])
+        .args([
+            "monitor",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+            "--triggers",
+        ])
         .arg(&r)
         .assert()
         .code(2)
@@ -45,7 +65,9 @@ fn checks_lists_the_monitor_ids() {
         .arg("checks")
         .assert()
         .success()
-        .stdout(predicate::str::contains("O009  monitor.identical-response-cluster"));
+        .stdout(predicate::str::contains(
+            "O009  monitor.identical-response-cluster",
+        ));
 }
 
 #[cfg(unix)]
@@ -54,7 +76,14 @@ fn serves_metrics_and_stops_on_sigterm() {
     let d = tempfile::tempdir().unwrap();
     let state = d.path().join("state.json");
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tunegate"))
-        .args(["monitor", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0", "--state"])
+        .args([
+            "monitor",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+        ])
         .arg(&state)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -69,7 +98,8 @@ fn serves_metrics_and_stops_on_sigterm() {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");

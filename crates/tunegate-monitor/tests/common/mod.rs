@@ -27,7 +27,10 @@ pub struct Frames(VecDeque<Bytes>, bool);
 impl Body for Frames {
     type Data = Bytes;
     type Error = std::convert::Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.1 {
             self.1 = false;
             cx.waker().wake_by_ref();
@@ -39,7 +42,9 @@ impl Body for Frames {
 }
 
 fn h(s: &str) -> u64 {
-    s.bytes().fold(1469598103934665603u64, |a, b| (a ^ u64::from(b)).wrapping_mul(1099511628211))
+    s.bytes().fold(1469598103934665603u64, |a, b| {
+        (a ^ u64::from(b)).wrapping_mul(1099511628211)
+    })
 }
 
 const WORDS: &[&str] = &[
@@ -69,7 +74,10 @@ pub fn respond(prompt: &str, i: usize) -> String {
     }
     let x = h(prompt) ^ (i as u64).wrapping_mul(0x9e37_79b9);
     let n = 30 + (x % 10) as usize;
-    let mut out = format!("Answer {i} to '{}':", prompt.chars().take(40).collect::<String>());
+    let mut out = format!(
+        "Answer {i} to '{}':",
+        prompt.chars().take(40).collect::<String>()
+    );
     for k in 0..n {
         out.push(' ');
         out.push_str(WORDS[((x >> (k % 48)) as usize + k * 7) % WORDS.len()]);
@@ -77,17 +85,35 @@ pub fn respond(prompt: &str, i: usize) -> String {
     out
 }
 
-async fn serve(req: Request<Incoming>) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>, std::convert::Infallible> {
+async fn serve(
+    req: Request<Incoming>,
+) -> Result<
+    Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
+    std::convert::Infallible,
+> {
     let path = req.uri().path().to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     if path == "/v1/models" {
         let b = br#"{"object":"list","data":[{"id":"tiny","object":"model"}]}"#.to_vec();
-        return Ok(Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(b)).boxed()).unwrap());
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(b)).boxed())
+            .unwrap());
     }
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let chat = path == "/v1/chat/completions";
     let prompt = if chat {
-        v["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_string()
+        v["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string()
     } else {
         v["prompt"].as_str().unwrap_or("").to_string()
     };
@@ -146,7 +172,10 @@ async fn serve(req: Request<Incoming>) -> Result<Response<http_body_util::combin
         .collect();
     let body = json!({"id":"r1","object": if chat {"chat.completion"} else {"text_completion"},"created":1,"model":model,"choices":choices,
         "usage":{"prompt_tokens":3,"completion_tokens":10,"total_tokens":13}});
-    Ok(Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(body.to_string())).boxed()).unwrap())
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .unwrap())
 }
 
 /// Starts the fake upstream on an ephemeral loopback port.
@@ -155,9 +184,13 @@ pub async fn upstream() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(s), service_fn(serve)).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), service_fn(serve))
+                    .await;
             });
         }
     });
@@ -165,7 +198,11 @@ pub async fn upstream() -> SocketAddr {
 }
 
 /// A monitor in front of `up` with `edit` applied to its config; events go to `dir/events.jsonl`.
-pub async fn monitor(up: SocketAddr, dir: &std::path::Path, edit: impl FnOnce(&mut MonitorConfig)) -> Monitor {
+pub async fn monitor(
+    up: SocketAddr,
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut MonitorConfig),
+) -> Monitor {
     let mut cfg = MonitorConfig {
         upstream: Some(format!("http://{up}")),
         listen: Some("127.0.0.1:0".into()),
@@ -195,7 +232,9 @@ impl Got {
 /// Sends one request (fresh connection).
 pub async fn send(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Got {
     let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let b = body.map(|v| v.to_string()).unwrap_or_default();
     let req = Request::builder()
@@ -209,8 +248,17 @@ pub async fn send(addr: SocketAddr, method: &str, path: &str, body: Option<Value
     let r = tx.send_request(req).await.unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let body = r.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_else(|_| b"<<body error>>".to_vec());
-    Got { status, headers, body }
+    let body = r
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_else(|_| b"<<body error>>".to_vec());
+    Got {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A chat request.
@@ -229,5 +277,44 @@ pub fn events(dir: &std::path::Path) -> Vec<Value> {
 
 /// Event ids, for assertions.
 pub fn ids(ev: &[Value]) -> Vec<String> {
-    ev.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+    ev.iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A webhook receiver: every POSTed JSON body is kept.
+pub async fn webhook_sink() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let g = g.clone();
+                    async move {
+                        let b = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        g.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&b).unwrap_or(Value::Null));
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, got)
 }
