@@ -275,7 +275,7 @@ fn token_bounded(text: &str, start: usize, end: usize) -> bool {
     let first = text[start..end].chars().next();
     let last = text[start..end].chars().next_back();
     let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-    !(word(before) && word(first)) && !(word(after) && word(last))
+    !((word(before) && word(first)) || (word(after) && word(last)))
 }
 
 /// Byte range to char range.

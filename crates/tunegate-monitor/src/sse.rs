@@ -205,23 +205,17 @@ impl SseParser {
         }
         match serde_json::from_str::<Value>(&data) {
             Ok(v) => {
-                let before: Vec<usize> = self
-                    .collected
-                    .choices
-                    .iter()
-                    .map(|(_, s)| s.len())
-                    .collect();
-                if !self.collected.absorb(&v, self.max_choices, self.max_chars) {
-                    self.collected.failed = Some("unknown-shape");
-                }
-                let after: Vec<(usize, usize)> = self
+                let before: BTreeMap<usize, usize> = self
                     .collected
                     .choices
                     .iter()
                     .map(|(k, s)| (*k, s.len()))
                     .collect();
-                for (i, (k, len)) in after.iter().enumerate() {
-                    if before.get(i) != Some(len) {
+                if !self.collected.absorb(&v, self.max_choices, self.max_chars) {
+                    self.collected.failed = Some("unknown-shape");
+                }
+                for (k, s) in &self.collected.choices {
+                    if before.get(k) != Some(&s.len()) {
                         self.touched.push(*k);
                     }
                 }
