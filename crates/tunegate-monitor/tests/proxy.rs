@@ -527,3 +527,41 @@ async fn events_go_to_a_webhook_and_model_labels_stay_bounded() {
         .collect();
     assert!(models.len() <= 65, "{} model labels", models.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_and_a_garbage_upstream_never_crash_the_proxy() {
+    let d = tempfile::tempdir().unwrap();
+    // An "upstream" that answers every connection with bytes that are not HTTP.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"\x00\x01garbage\r\n\r\n").await;
+        }
+    });
+    let m = monitor(bad, d.path(), |c| c.limits.max_request_bytes = 1024).await;
+    let big = chat(&"x".repeat(4096), false);
+    let g = send(m.addr(), "POST", "/v1/chat/completions", Some(big)).await;
+    assert_eq!(g.status, 413);
+    assert_eq!(g.json()["error"]["code"], "request_too_large");
+    for stream in [false, true] {
+        let g = send(
+            m.addr(),
+            "POST",
+            "/v1/chat/completions",
+            Some(chat("hi", stream)),
+        )
+        .await;
+        assert_eq!(g.status, 502, "{}", g.text());
+    }
+    // Still serving.
+    let metrics = send(m.addr(), "GET", "/metrics", None).await;
+    assert_eq!(metrics.status, 200);
+    m.shutdown().await;
+}
