@@ -81,7 +81,8 @@ pub struct Limits {
     pub upstream_timeout_secs: u64,
     /// Longest pause between two upstream body chunks (seconds).
     pub idle_timeout_secs: u64,
-    /// Rolling inspection window of stream mode (chars of tail re-scanned per event).
+    /// Stream mode: bytes of already-checked text re-scanned with each event's new text, so a
+    /// match straddling events is seen whole (longer matches are caught by the final check).
     pub stream_window_chars: usize,
 }
 
@@ -94,7 +95,7 @@ impl Default for Limits {
             max_choices: 16,
             upstream_timeout_secs: 300,
             idle_timeout_secs: 120,
-            stream_window_chars: 2048,
+            stream_window_chars: 512,
         }
     }
 }

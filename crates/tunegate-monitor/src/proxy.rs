@@ -439,12 +439,18 @@ async fn forward(
     parts: &hyper::http::request::Parts,
     body: Bytes,
     rid: &str,
+    identity: bool,
 ) -> Result<Response<Incoming>, Response<RespBody>> {
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{}", shared.upstream_base, pq);
     let mut b = Request::builder().method(parts.method.clone()).uri(url);
     if let Some(h) = b.headers_mut() {
         copy_headers(&parts.headers, h);
+        if identity {
+            // Inspection reads plain text: a client asking for gzip must not make the response
+            // uninspectable.
+            h.insert("accept-encoding", HeaderValue::from_static("identity"));
+        }
     }
     let req = match b.body(full(body)) {
         Ok(r) => r,
@@ -534,7 +540,7 @@ async fn passthrough(shared: &Shared, req: Request<Incoming>, rid: &str) -> Resp
         Ok(b) => b,
         Err(r) => return r,
     };
-    match forward(shared, &parts, body, rid).await {
+    match forward(shared, &parts, body, rid, false).await {
         Ok(up) => {
             let head = relay_head(&up, rid);
             head.body(incoming_body(up.into_body()))
@@ -583,7 +589,7 @@ async fn inspected(
             &[("reason", "request-not-json")],
             1,
         );
-        return match forward(&shared, &parts, body, rid).await {
+        return match forward(&shared, &parts, body, rid, false).await {
             Ok(up) => relay_head(&up, rid)
                 .body(incoming_body(up.into_body()))
                 .unwrap_or_else(|_| {
@@ -638,7 +644,7 @@ async fn inspected(
             rid,
         );
     }
-    let up = match forward(&shared, &parts, body, rid).await {
+    let up = match forward(&shared, &parts, body, rid, true).await {
         Ok(up) => up,
         Err(r) => {
             shared.metrics.inc(
@@ -671,6 +677,42 @@ async fn inspected(
         );
         let head = relay_head(&up, rid);
         return head
+            .body(incoming_body(up.into_body()))
+            .unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            });
+    }
+    let encoded = up
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    if encoded {
+        shared.metrics.inc(
+            "tunegate_monitor_requests_total",
+            &[
+                ("model", &info.model),
+                ("endpoint", endpoint),
+                ("outcome", "uninspected"),
+            ],
+            1,
+        );
+        if shared.uninspected("content-encoded", rid, &info.model, endpoint) {
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "response not inspectable (content-encoded); blocked by policy",
+                "upstream_error",
+                "tunegate_uninspected",
+                rid,
+            );
+        }
+        return relay_head(&up, rid)
             .body(incoming_body(up.into_body()))
             .unwrap_or_else(|_| {
                 error_response(
@@ -902,6 +944,7 @@ fn pumped(
         let mut client_gone = false;
         let mut blocked = false;
         let mut unchecked_tail = false; // stream mode after a parse failure (fail-open)
+        let mut scanned: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
         loop {
             let d = match next_data(&mut body, idle).await {
                 Ok(Some(d)) => d,
@@ -955,7 +998,10 @@ fn pumped(
             let mut hits = Vec::new();
             for idx in parser.touched.clone() {
                 if let Some(text) = parser.collected.choices.get(&idx) {
-                    let tail = tail_chars(text, l.stream_window_chars);
+                    // Everything new since the last check, plus an overlap so a match that
+                    // straddles two events is seen whole.
+                    let seen = scanned.insert(idx, text.len()).unwrap_or(0);
+                    let tail = tail_chars(text, text.len() - seen + l.stream_window_chars);
                     hits.extend(shared.inspector.inspect(tail, Direction::Response));
                 }
             }

@@ -565,3 +565,86 @@ async fn oversized_requests_and_a_garbage_upstream_never_crash_the_proxy() {
     assert_eq!(metrics.status, 200);
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_cannot_hide_a_response_from_inspection() {
+    let d = tempfile::tempdir().unwrap();
+    let up = upstream().await;
+    let m = monitor(up, d.path(), |c| c.mode = Mode::Buffer).await;
+    // The client asks for gzip; the proxy asks the upstream for identity and inspects.
+    let s = tokio::net::TcpStream::connect(m.addr()).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post("/v1/chat/completions")
+        .header("host", "x")
+        .header("accept-encoding", "gzip")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            chat("gzip-me leak-key", false).to_string(),
+        )))
+        .unwrap();
+    let r = tx.send_request(req).await.unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "inspected and blocked, not passed as opaque gzip"
+    );
+    // An upstream that encodes anyway: counted uninspected, blocked when fail-closed.
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("force-gzip", false)),
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    assert_eq!(
+        m.metrics().counter(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "content-encoded")]
+        ),
+        1
+    );
+    m.shutdown().await;
+    let m = monitor(up, d.path(), |c| {
+        c.mode = Mode::Buffer;
+        c.fail = FailMode::Closed;
+    })
+    .await;
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("force-gzip", false)),
+    )
+    .await;
+    assert_eq!(g.status, 502);
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_mode_sees_a_secret_split_across_events() {
+    let d = tempfile::tempdir().unwrap();
+    let up = upstream().await;
+    let m = monitor(up, d.path(), |c| c.mode = Mode::Stream).await;
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("split-leak", true)),
+    )
+    .await;
+    let t = g.text();
+    assert!(
+        t.contains("\"AKIAIOSF\""),
+        "the first half was clean on its own: {t}"
+    );
+    assert!(t.contains("tunegate_blocked"), "{t}");
+    assert!(
+        !t.contains("ODNN7EXAMPLE"),
+        "the completing half was forwarded: {t}"
+    );
+    assert!(!t.contains("TAILWORD"));
+    m.shutdown().await;
+}

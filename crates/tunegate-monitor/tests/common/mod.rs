@@ -92,6 +92,11 @@ async fn serve(
     std::convert::Infallible,
 > {
     let path = req.uri().path().to_string();
+    let gzip_ok = req
+        .headers()
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
     let body = req
         .into_body()
         .collect()
@@ -125,6 +130,14 @@ async fn serve(
             .body(Full::new(Bytes::from_static(br#"{"error":{"message":"slow down","type":"rate_limit","code":"rate_limited"}}"#)).boxed())
             .unwrap());
     }
+    if (prompt.contains("gzip-me") && gzip_ok) || prompt.contains("force-gzip") {
+        // Not real gzip: the point is that the bytes are not readable text.
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(Full::new(Bytes::from_static(b"\x1f\x8b\x08\x00opaque")).boxed())
+            .unwrap());
+    }
     let n = v["n"].as_u64().unwrap_or(1) as usize;
     let model = v["model"].as_str().unwrap_or("tiny").to_string();
     let stream = v["stream"].as_bool().unwrap_or(false);
@@ -137,7 +150,18 @@ async fn serve(
         }
         for i in 0..n {
             let text = respond(&prompt, i);
-            let toks: Vec<&str> = text.split_inclusive(' ').collect();
+            let mut toks: Vec<&str> = text.split_inclusive(' ').collect();
+            if prompt.contains("split-leak") {
+                // The key arrives in two events.
+                toks = vec![
+                    "Here ",
+                    "is ",
+                    "AKIAIOSF",
+                    "ODNN7EXAMPLE ",
+                    "and ",
+                    "TAILWORD",
+                ];
+            }
             for t in toks {
                 let c = if chat {
                     json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":model,"choices":[{"index":i,"delta":{"content":t},"finish_reason":null}]})
