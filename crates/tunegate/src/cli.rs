@@ -56,6 +56,12 @@ enum Command {
     /// Work with saved reports.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Production output monitor: an OpenAI-compatible proxy that inspects responses, keeps
+    /// per-model windows, writes security events and exports Prometheus /metrics.
+    Monitor {
+        #[command(flatten)]
+        args: crate::monitor_cmd::MonitorArgs,
+    },
     /// Generate a signing key pair (ECDSA P-256 by default; P-384, Ed25519), PEM.
     Keygen(crate::sign_cmd::KeygenArgs),
     /// Sign a model folder or file (OpenSSF model-signing format, verifiable by model_signing).
@@ -244,6 +250,7 @@ pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.command {
         Command::Checks { format } => checks(&format),
+        Command::Monitor { args } => crate::monitor_cmd::run(&args),
         Command::Keygen(a) => crate::sign_cmd::keygen(&a),
         Command::Sign(a) => crate::sign_cmd::sign(&a),
         Command::Verify(a) => crate::sign_cmd::verify(&a),

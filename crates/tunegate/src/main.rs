@@ -7,6 +7,7 @@ mod cli;
 mod infra_cmd;
 mod lint_cmd;
 mod model_cmd;
+mod monitor_cmd;
 mod output;
 mod sign_cmd;
 

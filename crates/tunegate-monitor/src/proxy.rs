@@ -1,0 +1,1173 @@
+//! The HTTP proxy: routes, forwarding, the three modes, fail-open/closed, metrics and events.
+use crate::config::{FailMode, Mode, MonitorConfig};
+use crate::events::{Event, EventSink};
+use crate::inspect::{Direction, Hit, Inspector};
+use crate::metrics::Metrics;
+use crate::sse::{self, Collected, SseParser};
+use crate::window::Windows;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tunegate_core::Location;
+
+/// Boxed error of response bodies.
+pub type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+/// The response body type.
+pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxErr>;
+/// The upstream client.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A pooled HTTP/1 client (plain http; no TLS).
+pub fn http_client() -> HttpClient {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(Duration::from_secs(10)));
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(512)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(c)
+}
+
+/// A whole body.
+pub fn full(b: impl Into<Bytes>) -> Full<Bytes> {
+    Full::new(b.into())
+}
+
+fn boxed_full(b: impl Into<Bytes>) -> RespBody {
+    Full::new(b.into()).map_err(|n| match n {}).boxed()
+}
+
+/// A body fed from a channel by a pump task.
+struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, BoxErr>>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxErr;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxErr>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The configuration.
+    pub cfg: MonitorConfig,
+    upstream_base: String,
+    client: HttpClient,
+    /// The per-text checks.
+    pub inspector: Inspector,
+    /// Per-model windows.
+    pub windows: Mutex<Windows>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event sink.
+    pub events: Mutex<Option<EventSink>>,
+    ids: AtomicU64,
+    boot: u64,
+    /// Responses whose inspection has not finished yet.
+    pub inflight: std::sync::atomic::AtomicUsize,
+    models: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Shared {
+    /// Builds the shared state. `upstream` must be `http://host:port[/base]`.
+    pub fn new(
+        cfg: MonitorConfig,
+        upstream: &str,
+        inspector: Inspector,
+        windows: Windows,
+        metrics: Arc<Metrics>,
+        events: EventSink,
+    ) -> Result<Self, crate::Error> {
+        let uri: hyper::Uri = upstream
+            .parse()
+            .map_err(|e| crate::Error::Input(format!("upstream '{upstream}': {e}")))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(crate::Error::Input(format!(
+                "upstream '{upstream}' must be an http://host:port URL (terminate TLS in front of the model server)"
+            )));
+        }
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Shared {
+            cfg,
+            upstream_base: upstream.trim_end_matches('/').to_string(),
+            client: http_client(),
+            inspector,
+            windows: Mutex::new(windows),
+            metrics,
+            events: Mutex::new(Some(events)),
+            ids: AtomicU64::new(0),
+            boot,
+            inflight: std::sync::atomic::AtomicUsize::new(0),
+            models: Mutex::new(std::collections::HashSet::new()),
+        })
+    }
+
+    /// The model name as labels, windows and events use it: cut at 128 chars; after
+    /// [`crate::window::MAX_MODELS`] distinct names, new ones read `other` (clients choose the
+    /// name, and label cardinality must stay bounded).
+    fn model_label(&self, raw: &str) -> String {
+        let name: String = raw.chars().take(128).collect();
+        let mut known = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        if known.contains(&name) {
+            return name;
+        }
+        if known.len() >= crate::window::MAX_MODELS {
+            return "other".into();
+        }
+        known.insert(name.clone());
+        name
+    }
+
+    fn emit(
+        &self,
+        hits: &[Hit],
+        rid: &str,
+        model: &str,
+        endpoint: &str,
+        choice: Option<usize>,
+        action: &str,
+    ) {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        for h in hits {
+            let sev = h.severity.to_string();
+            let dir = h.direction.as_str();
+            self.metrics.inc(
+                "tunegate_monitor_findings_total",
+                &[
+                    ("check", h.check.id),
+                    ("severity", &sev),
+                    ("direction", dir),
+                    ("model", model),
+                ],
+                1,
+            );
+            if h.direction == Direction::Response {
+                self.metrics.inc(
+                    "deployed_model_suspicious_output_total",
+                    &[("model_version", model), ("issue_type", h.check.name)],
+                    1,
+                );
+            }
+            self.metrics.inc(
+                "tunegate_monitor_actions_total",
+                &[("action", action), ("check", h.check.id)],
+                1,
+            );
+            let mut loc = Location {
+                file: Some(endpoint.to_string()),
+                ..Default::default()
+            };
+            loc.field = Some(match (h.direction, choice) {
+                (Direction::Response, Some(i)) => format!("choices[{i}]"),
+                (Direction::Response, None) => "response".into(),
+                (Direction::Prompt, _) => "prompt".into(),
+            });
+            let ev = Event {
+                ts,
+                id: h.check.id.into(),
+                check: h.check.name.into(),
+                severity: h.severity,
+                message: h.message.clone(),
+                location: loc,
+                evidence: h.evidence.clone(),
+                request_id: rid.into(),
+                model: model.into(),
+                direction: dir.into(),
+                action: action.into(),
+            };
+            if let Some(s) = self
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                s.send(ev, &self.metrics);
+            }
+        }
+    }
+
+    fn blocks(&self, hits: &[Hit]) -> bool {
+        self.cfg.mode != Mode::Audit && hits.iter().any(|h| h.severity >= self.cfg.block_on)
+    }
+
+    /// Counts an uninspected response and reports it as O014; returns true when it must be
+    /// blocked (fail-closed).
+    fn uninspected(&self, reason: &str, rid: &str, model: &str, endpoint: &str) -> bool {
+        self.metrics.inc(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", reason)],
+            1,
+        );
+        let closed = self.cfg.fail == FailMode::Closed && self.cfg.mode != Mode::Audit;
+        if !closed {
+            self.metrics
+                .inc("tunegate_monitor_fail_open_total", &[("reason", reason)], 1);
+        }
+        let hit = Hit {
+            check: &crate::checks::UNINSPECTED,
+            severity: crate::checks::UNINSPECTED.severity,
+            message: format!("response not inspected: {reason}"),
+            evidence: json!({"reason": reason}),
+            direction: Direction::Response,
+        };
+        self.emit(
+            &[hit],
+            rid,
+            model,
+            endpoint,
+            None,
+            if closed { "fail-closed" } else { "fail-open" },
+        );
+        closed
+    }
+
+    /// Inspects a finished response: per-choice checks, then the window. Returns every hit.
+    fn finish(
+        &self,
+        c: &Collected,
+        prompt: &str,
+        rid: &str,
+        model: &str,
+        endpoint: &str,
+    ) -> Vec<Hit> {
+        let t = Instant::now();
+        let mut all = Vec::new();
+        for (idx, text) in &c.choices {
+            let mut hits = self.inspector.inspect(text, Direction::Response);
+            let wh = {
+                let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+                let h = w.record(&self.cfg.window, model, prompt, text);
+                if let Some(rate) = w.repetition_rate(model) {
+                    self.metrics.set(
+                        "deployed_model_output_repetition_rate",
+                        &[("model_version", model)],
+                        rate,
+                    );
+                }
+                h
+            };
+            hits.extend(wh);
+            let action = if self.blocks(&hits) { "block" } else { "audit" };
+            self.emit(&hits, rid, model, endpoint, Some(*idx), action);
+            all.extend(hits);
+        }
+        if c.choices.is_empty() && c.failed.is_none() && !c.upstream_error {
+            // An empty completion still counts for the window (length collapse).
+            let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+            let h = w.record(&self.cfg.window, model, prompt, "");
+            drop(w);
+            self.emit(
+                &h,
+                rid,
+                model,
+                endpoint,
+                Some(0),
+                if self.blocks(&h) { "block" } else { "audit" },
+            );
+            all.extend(h);
+        }
+        self.metrics.observe(
+            "tunegate_monitor_inspection_seconds",
+            &[("phase", "response")],
+            t.elapsed().as_secs_f64(),
+        );
+        all
+    }
+
+    /// Saves baselines when a state file is configured.
+    pub fn save_state(&self) {
+        if let Some(p) = &self.cfg.state_file {
+            let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = w.save_state(p) {
+                eprintln!("tunegate monitor: cannot write state {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// An OpenAI-shaped error body.
+fn error_json(message: &str, kind: &str, code: &str) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+    )
+    .unwrap_or_default()
+}
+
+fn error_response(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: &str,
+    rid: &str,
+) -> Response<RespBody> {
+    let mut r = Response::new(boxed_full(error_json(message, kind, code)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-tunegate-request-id", v);
+    }
+    r
+}
+
+fn block_message(hits: &[Hit]) -> String {
+    let mut ids: Vec<&str> = hits.iter().map(|h| h.check.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    format!("blocked by tunegate monitor ({})", ids.join(", "))
+}
+
+/// The SSE frame that cuts a blocked stream.
+fn block_frame(msg: &str) -> Bytes {
+    let mut v = b"data: ".to_vec();
+    v.extend(error_json(msg, "content_filter", "tunegate_blocked"));
+    v.extend_from_slice(b"\n\ndata: [DONE]\n\n");
+    Bytes::from(v)
+}
+
+const HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (k, v) in from {
+        if !HOP.contains(&k.as_str()) {
+            to.append(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Serves one request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, std::convert::Infallible> {
+    let start = Instant::now();
+    let rid = format!(
+        "tg-{:x}-{:x}",
+        shared.boot,
+        shared.ids.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = req.uri().path().to_string();
+    let resp = match (req.method(), path.as_str()) {
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(boxed_full(shared.metrics.render()));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::POST, "/beta/litellm_basic_guardrail_api") => litellm(&shared, req, &rid).await,
+        (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/v1/completions") => {
+            inspected(shared.clone(), req, &rid, start).await
+        }
+        _ => passthrough(&shared, req, &rid).await,
+    };
+    Ok(resp)
+}
+
+async fn read_body(
+    shared: &Shared,
+    body: Incoming,
+    rid: &str,
+) -> Result<Bytes, Response<RespBody>> {
+    match Limited::new(body, shared.cfg.limits.max_request_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body over {} bytes",
+                    shared.cfg.limits.max_request_bytes
+                ),
+                "invalid_request_error",
+                "request_too_large",
+                rid,
+            ))
+        }
+        Err(e) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read request body: {e}"),
+            "invalid_request_error",
+            "bad_request",
+            rid,
+        )),
+    }
+}
+
+/// Sends a request upstream; maps failures to 502/504 responses.
+async fn forward(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+    rid: &str,
+    identity: bool,
+) -> Result<Response<Incoming>, Response<RespBody>> {
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{}", shared.upstream_base, pq);
+    let mut b = Request::builder().method(parts.method.clone()).uri(url);
+    if let Some(h) = b.headers_mut() {
+        copy_headers(&parts.headers, h);
+        if identity {
+            // Inspection reads plain text: a client asking for gzip must not make the response
+            // uninspectable.
+            h.insert("accept-encoding", HeaderValue::from_static("identity"));
+        }
+    }
+    let req = match b.body(full(body)) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("bad request: {e}"),
+                "invalid_request_error",
+                "bad_request",
+                rid,
+            ))
+        }
+    };
+    let t = Instant::now();
+    let res = tokio::time::timeout(
+        Duration::from_secs(shared.cfg.limits.upstream_timeout_secs),
+        shared.client.request(req),
+    )
+    .await;
+    shared.metrics.observe(
+        "tunegate_monitor_upstream_seconds",
+        &[],
+        t.elapsed().as_secs_f64(),
+    );
+    match res {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(error_response(
+            StatusCode::BAD_GATEWAY,
+            &format!("upstream unreachable or failed: {e}"),
+            "upstream_error",
+            "bad_gateway",
+            rid,
+        )),
+        Err(_) => Err(error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream did not answer in time",
+            "upstream_error",
+            "gateway_timeout",
+            rid,
+        )),
+    }
+}
+
+fn relay_head(up: &Response<Incoming>, rid: &str) -> hyper::http::response::Builder {
+    let mut b = Response::builder()
+        .status(up.status())
+        .version(hyper::Version::HTTP_11);
+    if let Some(h) = b.headers_mut() {
+        copy_headers(up.headers(), h);
+        if let Ok(v) = HeaderValue::from_str(rid) {
+            h.insert("x-tunegate-request-id", v);
+        }
+    }
+    b
+}
+
+fn incoming_body(b: Incoming) -> RespBody {
+    b.map_err(|e| Box::new(e) as BoxErr).boxed()
+}
+
+async fn passthrough(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response<RespBody> {
+    if !shared.cfg.passthrough {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "path not served by the tunegate monitor",
+            "invalid_request_error",
+            "not_found",
+            rid,
+        );
+    }
+    shared.metrics.inc(
+        "tunegate_monitor_uninspected_total",
+        &[("reason", "passthrough-path")],
+        1,
+    );
+    shared.metrics.inc(
+        "tunegate_monitor_requests_total",
+        &[
+            ("model", ""),
+            ("endpoint", "other"),
+            ("outcome", "passthrough"),
+        ],
+        1,
+    );
+    let (parts, body) = req.into_parts();
+    let body = match read_body(shared, body, rid).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match forward(shared, &parts, body, rid, false).await {
+        Ok(up) => {
+            let head = relay_head(&up, rid);
+            head.body(incoming_body(up.into_body()))
+                .unwrap_or_else(|_| {
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "bad upstream head",
+                        "upstream_error",
+                        "bad_gateway",
+                        rid,
+                    )
+                })
+        }
+        Err(r) => r,
+    }
+}
+
+/// What the request said.
+struct ReqInfo {
+    model: String,
+    prompt: String,
+    endpoint: &'static str,
+}
+
+async fn inspected(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    rid: &str,
+    start: Instant,
+) -> Response<RespBody> {
+    let endpoint: &'static str = if req.uri().path() == "/v1/chat/completions" {
+        "/v1/chat/completions"
+    } else {
+        "/v1/completions"
+    };
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&shared, body, rid).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok().filter(Value::is_object);
+    let Some(parsed) = parsed else {
+        // Not ours to judge: the upstream answers a malformed request; counted, never silent.
+        shared.metrics.inc(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "request-not-json")],
+            1,
+        );
+        return match forward(&shared, &parts, body, rid, false).await {
+            Ok(up) => relay_head(&up, rid)
+                .body(incoming_body(up.into_body()))
+                .unwrap_or_else(|_| {
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "bad upstream head",
+                        "upstream_error",
+                        "bad_gateway",
+                        rid,
+                    )
+                }),
+            Err(r) => r,
+        };
+    };
+    let model = shared.model_label(parsed.get("model").and_then(Value::as_str).unwrap_or(""));
+    let info = ReqInfo {
+        prompt: sse::prompt_text(&parsed),
+        model,
+        endpoint,
+    };
+    let t = Instant::now();
+    let phits = shared.inspector.inspect(&info.prompt, Direction::Prompt);
+    shared.metrics.observe(
+        "tunegate_monitor_inspection_seconds",
+        &[("phase", "prompt")],
+        t.elapsed().as_secs_f64(),
+    );
+    let block = shared.blocks(&phits);
+    shared.emit(
+        &phits,
+        rid,
+        &info.model,
+        endpoint,
+        None,
+        if block { "block" } else { "audit" },
+    );
+    if block {
+        shared.metrics.inc(
+            "tunegate_monitor_requests_total",
+            &[
+                ("model", &info.model),
+                ("endpoint", endpoint),
+                ("outcome", "blocked-prompt"),
+            ],
+            1,
+        );
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &block_message(&phits),
+            "invalid_request_error",
+            "tunegate_blocked",
+            rid,
+        );
+    }
+    let up = match forward(&shared, &parts, body, rid, true).await {
+        Ok(up) => up,
+        Err(r) => {
+            shared.metrics.inc(
+                "tunegate_monitor_requests_total",
+                &[
+                    ("model", &info.model),
+                    ("endpoint", endpoint),
+                    ("outcome", "upstream-failed"),
+                ],
+                1,
+            );
+            return r;
+        }
+    };
+    if !up.status().is_success() {
+        // Passed on faithfully: status, headers and body as the upstream sent them.
+        shared.metrics.inc(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "upstream-error-status")],
+            1,
+        );
+        shared.metrics.inc(
+            "tunegate_monitor_requests_total",
+            &[
+                ("model", &info.model),
+                ("endpoint", endpoint),
+                ("outcome", "upstream-error"),
+            ],
+            1,
+        );
+        let head = relay_head(&up, rid);
+        return head
+            .body(incoming_body(up.into_body()))
+            .unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            });
+    }
+    let encoded = up
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    if encoded {
+        shared.metrics.inc(
+            "tunegate_monitor_requests_total",
+            &[
+                ("model", &info.model),
+                ("endpoint", endpoint),
+                ("outcome", "uninspected"),
+            ],
+            1,
+        );
+        if shared.uninspected("content-encoded", rid, &info.model, endpoint) {
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "response not inspectable (content-encoded); blocked by policy",
+                "upstream_error",
+                "tunegate_uninspected",
+                rid,
+            );
+        }
+        return relay_head(&up, rid)
+            .body(incoming_body(up.into_body()))
+            .unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            });
+    }
+    let is_sse = up
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mode = match (shared.cfg.mode, is_sse) {
+        (Mode::Stream, false) => Mode::Buffer,
+        (m, _) => m,
+    };
+    match mode {
+        Mode::Buffer => buffered(shared, up, info, rid, is_sse, start).await,
+        m => pumped(
+            shared,
+            up,
+            info,
+            rid.to_string(),
+            is_sse,
+            m == Mode::Stream,
+            start,
+        ),
+    }
+}
+
+/// Reads the next upstream frame's data with the idle timeout. `Ok(None)` is the end.
+async fn next_data(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, &'static str> {
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err("upstream-idle-timeout"),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(_))) => return Err("upstream-body-error"),
+            Ok(Some(Ok(f))) => {
+                if let Ok(d) = f.into_data() {
+                    return Ok(Some(d));
+                }
+            }
+        }
+    }
+}
+
+async fn buffered(
+    shared: Arc<Shared>,
+    up: Response<Incoming>,
+    info: ReqInfo,
+    rid: &str,
+    is_sse: bool,
+    start: Instant,
+) -> Response<RespBody> {
+    let head = relay_head(&up, rid);
+    let mut body = up.into_body();
+    let idle = Duration::from_secs(shared.cfg.limits.idle_timeout_secs);
+    let max = shared.cfg.limits.max_response_bytes;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut failure: Option<&'static str> = None;
+    loop {
+        match next_data(&mut body, idle).await {
+            Ok(Some(d)) => {
+                if buf.len() + d.len() > max {
+                    // Held, not inspected: a fail-open release still sends every byte.
+                    buf.extend_from_slice(&d);
+                    failure = Some("response-too-large");
+                    break;
+                }
+                buf.extend_from_slice(&d);
+            }
+            Ok(None) => break,
+            Err(r) => {
+                failure = Some(r);
+                break;
+            }
+        }
+    }
+    let l = &shared.cfg.limits;
+    let collected = if failure.is_some() {
+        Collected::default()
+    } else if is_sse {
+        let mut p = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
+        p.feed(&buf);
+        p.feed(b"\n\n");
+        p.collected
+    } else {
+        sse::parse_body(&buf, l.max_choices, l.max_response_bytes)
+    };
+    let failure = failure.or(collected.failed);
+    let outcome;
+    let resp = if let Some(reason) = failure {
+        let closed = shared.uninspected(reason, rid, &info.model, info.endpoint);
+        if closed {
+            outcome = "fail-closed";
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("response not inspectable ({reason}); blocked by policy"),
+                "upstream_error",
+                "tunegate_uninspected",
+                rid,
+            )
+        } else if reason == "response-too-large" {
+            // Fail-open: release what was held, then the rest as it comes, uninspected.
+            outcome = "fail-open";
+            let (tx, rx) = mpsc::channel::<Result<Bytes, BoxErr>>(64);
+            tokio::spawn(async move {
+                if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                    return;
+                }
+                loop {
+                    match next_data(&mut body, idle).await {
+                        Ok(Some(d)) => {
+                            if tx.send(Ok(d)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(r) => {
+                            let _ = tx.send(Err(r.into())).await;
+                            return;
+                        }
+                    }
+                }
+            });
+            head.body(ChannelBody { rx }.boxed()).unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            })
+        } else if matches!(reason, "upstream-idle-timeout" | "upstream-body-error") {
+            // The upstream broke mid-body: no whole response exists to release.
+            outcome = "upstream-failed";
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("upstream response failed ({reason})"),
+                "upstream_error",
+                "bad_gateway",
+                rid,
+            )
+        } else {
+            outcome = "fail-open";
+            head.body(boxed_full(buf)).unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            })
+        }
+    } else {
+        let hits = shared.finish(&collected, &info.prompt, rid, &info.model, info.endpoint);
+        if shared.blocks(&hits) {
+            outcome = "blocked";
+            error_response(
+                StatusCode::BAD_REQUEST,
+                &block_message(&hits),
+                "invalid_request_error",
+                "tunegate_blocked",
+                rid,
+            )
+        } else {
+            outcome = "ok";
+            head.body(boxed_full(buf)).unwrap_or_else(|_| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad upstream head",
+                    "upstream_error",
+                    "bad_gateway",
+                    rid,
+                )
+            })
+        }
+    };
+    shared.metrics.inc(
+        "tunegate_monitor_requests_total",
+        &[
+            ("model", &info.model),
+            ("endpoint", info.endpoint),
+            ("outcome", outcome),
+        ],
+        1,
+    );
+    shared.metrics.observe(
+        "tunegate_monitor_request_seconds",
+        &[("endpoint", info.endpoint)],
+        start.elapsed().as_secs_f64(),
+    );
+    let mut resp = resp;
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", start.elapsed().as_secs_f64() * 1000.0))
+    {
+        resp.headers_mut().insert("x-tunegate-inspection-ms", v);
+    }
+    resp
+}
+
+/// Audit and stream modes: a pump task forwards upstream bytes through a channel.
+fn pumped(
+    shared: Arc<Shared>,
+    up: Response<Incoming>,
+    info: ReqInfo,
+    rid: String,
+    is_sse: bool,
+    stream_mode: bool,
+    start: Instant,
+) -> Response<RespBody> {
+    let head = relay_head(&up, &rid);
+    let mut body = up.into_body();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BoxErr>>(64);
+    let task_rid = rid.clone();
+    shared.inflight.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        let rid = task_rid;
+        let l = shared.cfg.limits.clone();
+        let idle = Duration::from_secs(l.idle_timeout_secs);
+        let mut parser = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
+        let mut json_buf: Vec<u8> = Vec::new();
+        let mut failure: Option<&'static str> = None;
+        let mut client_gone = false;
+        let mut blocked = false;
+        let mut unchecked_tail = false; // stream mode after a parse failure (fail-open)
+        let mut scanned: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+        loop {
+            let d = match next_data(&mut body, idle).await {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(r) => {
+                    failure = Some(r);
+                    let _ = tx.send(Err(r.into())).await;
+                    break;
+                }
+            };
+            if !stream_mode || unchecked_tail {
+                // Audit: forward first, then parse (the client never waits on inspection).
+                if tx.send(Ok(d.clone())).await.is_err() {
+                    client_gone = true;
+                    break;
+                }
+                if failure.is_none() {
+                    if is_sse {
+                        parser.feed(&d);
+                        failure = parser.collected.failed;
+                    } else if json_buf.len() + d.len() > l.max_response_bytes {
+                        failure = Some("response-too-large");
+                        json_buf = Vec::new();
+                    } else {
+                        json_buf.extend_from_slice(&d);
+                    }
+                }
+                continue;
+            }
+            // Stream mode: parse, inspect the rolling window of touched choices, then forward
+            // the completed events (or cut).
+            let ready = parser.feed(&d);
+            if let Some(reason) = parser.collected.failed {
+                failure = Some(reason);
+                if shared.uninspected(reason, &rid, &info.model, info.endpoint) {
+                    let _ = tx
+                        .send(Ok(block_frame(&format!(
+                            "response not inspectable ({reason}); blocked by policy"
+                        ))))
+                        .await;
+                    blocked = true;
+                    break;
+                }
+                unchecked_tail = true;
+                if tx.send(Ok(Bytes::from(ready))).await.is_err() {
+                    client_gone = true;
+                    break;
+                }
+                continue;
+            }
+            let mut hits = Vec::new();
+            for idx in parser.touched.clone() {
+                if let Some(text) = parser.collected.choices.get(&idx) {
+                    // Everything new since the last check, plus an overlap so a match that
+                    // straddles two events is seen whole.
+                    let seen = scanned.insert(idx, text.len()).unwrap_or(0);
+                    let tail = tail_chars(text, text.len() - seen + l.stream_window_chars);
+                    hits.extend(shared.inspector.inspect(tail, Direction::Response));
+                }
+            }
+            if shared.blocks(&hits) {
+                let block: Vec<Hit> = hits
+                    .into_iter()
+                    .filter(|h| h.severity >= shared.cfg.block_on)
+                    .collect();
+                shared.emit(&block, &rid, &info.model, info.endpoint, None, "block");
+                let _ = tx.send(Ok(block_frame(&block_message(&block)))).await;
+                blocked = true;
+                break;
+            }
+            if !ready.is_empty() && tx.send(Ok(Bytes::from(ready))).await.is_err() {
+                client_gone = true;
+                break;
+            }
+        }
+        if stream_mode && !blocked && !client_gone && failure.is_none() {
+            let rest = parser.take_rest();
+            if !rest.is_empty() {
+                let _ = tx.send(Ok(Bytes::from(rest))).await;
+            }
+        }
+        drop(tx);
+        // Final verdict: events, metrics and windows (in stream mode a blocked response was
+        // reported when cut).
+        let outcome = if blocked {
+            "blocked"
+        } else if client_gone {
+            shared.uninspected("client-disconnected", &rid, &info.model, info.endpoint);
+            "client-gone"
+        } else if let Some(reason) = failure {
+            if !stream_mode {
+                shared.uninspected(reason, &rid, &info.model, info.endpoint);
+            }
+            "fail-open"
+        } else {
+            let collected = if is_sse {
+                parser.feed(b"\n\n");
+                parser.collected
+            } else {
+                sse::parse_body(&json_buf, l.max_choices, l.max_response_bytes)
+            };
+            if let Some(reason) = collected.failed {
+                shared.uninspected(reason, &rid, &info.model, info.endpoint);
+                "fail-open"
+            } else {
+                shared.finish(&collected, &info.prompt, &rid, &info.model, info.endpoint);
+                "ok"
+            }
+        };
+        shared.metrics.inc(
+            "tunegate_monitor_requests_total",
+            &[
+                ("model", &info.model),
+                ("endpoint", info.endpoint),
+                ("outcome", outcome),
+            ],
+            1,
+        );
+        shared.metrics.observe(
+            "tunegate_monitor_request_seconds",
+            &[("endpoint", info.endpoint)],
+            start.elapsed().as_secs_f64(),
+        );
+        shared.inflight.fetch_sub(1, Ordering::SeqCst);
+    });
+    head.body(ChannelBody { rx }.boxed()).unwrap_or_else(|_| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            "bad upstream head",
+            "upstream_error",
+            "bad_gateway",
+            &rid,
+        )
+    })
+}
+
+fn tail_chars(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut start = s.len() - n;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    // Start the window at a char boundary; `n` bytes covers at least n/4 chars.
+    &s[start..]
+}
+
+/// LiteLLM's generic guardrail API (`POST /beta/litellm_basic_guardrail_api`).
+async fn litellm(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response<RespBody> {
+    let body = match read_body(shared, req.into_body(), rid).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let bad = |m: &str| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            m,
+            "invalid_request_error",
+            "bad_request",
+            rid,
+        )
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return bad("body is not JSON");
+    };
+    let Some(texts) = v.get("texts").and_then(Value::as_array) else {
+        return bad("missing \"texts\" array");
+    };
+    let dir = match v.get("input_type").and_then(Value::as_str) {
+        Some("request") | None => Direction::Prompt,
+        Some("response") => Direction::Response,
+        Some(o) => return bad(&format!("input_type '{o}' is not request or response")),
+    };
+    let model = shared.model_label(
+        v.pointer("/request_data/model")
+            .and_then(Value::as_str)
+            .unwrap_or("litellm"),
+    );
+    let call = v
+        .get("litellm_call_id")
+        .and_then(Value::as_str)
+        .unwrap_or(rid)
+        .to_string();
+    let mut hits = Vec::new();
+    for (i, t) in texts
+        .iter()
+        .enumerate()
+        .take(shared.cfg.limits.max_choices.max(1) * 8)
+    {
+        let Some(t) = t.as_str() else { continue };
+        let mut h = shared.inspector.inspect(t, dir);
+        if dir == Direction::Response {
+            let mut w = shared.windows.lock().unwrap_or_else(|p| p.into_inner());
+            h.extend(w.record(&shared.cfg.window, &model, &format!("{call}#{i}"), t));
+        }
+        hits.extend(h);
+    }
+    let block = hits.iter().any(|h| h.severity >= shared.cfg.block_on);
+    shared.emit(
+        &hits,
+        &call,
+        &model,
+        "/beta/litellm_basic_guardrail_api",
+        None,
+        if block { "block" } else { "audit" },
+    );
+    shared.metrics.inc(
+        "tunegate_monitor_requests_total",
+        &[
+            ("model", &model),
+            ("endpoint", "litellm-guardrail"),
+            ("outcome", if block { "blocked" } else { "ok" }),
+        ],
+        1,
+    );
+    let out = if block {
+        json!({"action": "BLOCKED", "blocked_reason": block_message(&hits)})
+    } else {
+        json!({"action": "NONE"})
+    };
+    let mut r = Response::new(boxed_full(serde_json::to_vec(&out).unwrap_or_default()));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}

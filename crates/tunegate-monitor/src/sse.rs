@@ -1,0 +1,331 @@
+//! Incremental parsing of OpenAI-shaped responses: SSE streams (`data:` lines, blank-line
+//! delimited, `[DONE]`) and whole JSON bodies, into per-choice text. Bounded: line length,
+//! choice count and total text.
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Why a response could not be (fully) inspected.
+pub type Reason = &'static str;
+
+/// Per-choice text gathered from a response.
+#[derive(Debug, Default, Clone)]
+pub struct Collected {
+    /// choice index -> text (content, reasoning content, tool-call arguments and legacy text).
+    pub choices: BTreeMap<usize, String>,
+    /// Set when parsing stopped; the text above is what was read before.
+    pub failed: Option<Reason>,
+    /// Whether an in-stream error object was seen.
+    pub upstream_error: bool,
+    /// Total chars collected.
+    chars: usize,
+}
+
+impl Collected {
+    fn add(&mut self, idx: usize, s: &str, max_choices: usize, max_chars: usize) {
+        if s.is_empty() || self.failed.is_some() {
+            return;
+        }
+        if idx >= max_choices {
+            self.failed = Some("too-many-choices");
+            return;
+        }
+        self.chars += s.len();
+        if self.chars > max_chars {
+            self.failed = Some("response-too-large");
+            return;
+        }
+        self.choices.entry(idx).or_default().push_str(s);
+    }
+
+    /// Reads one chat or completions object (a chunk or a whole body). Returns false on an
+    /// unknown shape.
+    pub fn absorb(&mut self, v: &Value, max_choices: usize, max_chars: usize) -> bool {
+        if v.get("error").is_some() {
+            self.upstream_error = true;
+            return true;
+        }
+        let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+            // A usage-only chunk has an empty or missing choices list next to "usage".
+            return v.get("usage").is_some();
+        };
+        for (pos, c) in choices.iter().enumerate() {
+            let idx = c
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(pos, |i| usize::try_from(i).unwrap_or(usize::MAX));
+            for part in ["delta", "message"] {
+                if let Some(m) = c.get(part) {
+                    for key in ["reasoning_content", "content", "refusal"] {
+                        match m.get(key) {
+                            Some(Value::String(s)) => self.add(idx, s, max_choices, max_chars),
+                            Some(Value::Array(parts)) => {
+                                for p in parts {
+                                    if let Some(s) = p.get("text").and_then(Value::as_str) {
+                                        self.add(idx, s, max_choices, max_chars);
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+                        for t in calls {
+                            if let Some(s) =
+                                t.pointer("/function/arguments").and_then(Value::as_str)
+                            {
+                                self.add(idx, s, max_choices, max_chars);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(s) = c.get("text").and_then(Value::as_str) {
+                self.add(idx, s, max_choices, max_chars);
+            }
+        }
+        true
+    }
+}
+
+/// An incremental SSE parser that also tells where complete events end in the raw bytes.
+#[derive(Debug)]
+pub struct SseParser {
+    pending: Vec<u8>,
+    scan_from: usize,
+    data: String,
+    /// Set once `data: [DONE]` was read.
+    pub done: bool,
+    max_line: usize,
+    max_choices: usize,
+    max_chars: usize,
+    /// The text so far.
+    pub collected: Collected,
+    /// Choices whose text grew in the last `feed`.
+    pub touched: Vec<usize>,
+}
+
+impl SseParser {
+    /// A parser with the given bounds.
+    pub fn new(max_line: usize, max_choices: usize, max_chars: usize) -> Self {
+        SseParser {
+            pending: Vec::new(),
+            scan_from: 0,
+            data: String::new(),
+            done: false,
+            max_line,
+            max_choices,
+            max_chars,
+            collected: Collected::default(),
+            touched: Vec::new(),
+        }
+    }
+
+    /// Feeds raw bytes; returns the raw bytes of the events completed by them (byte-identical
+    /// to the input, in order). After a failure every later byte is returned at once.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.touched.clear();
+        if self.collected.failed.is_some() {
+            let mut out = std::mem::take(&mut self.pending);
+            out.extend_from_slice(chunk);
+            return out;
+        }
+        self.pending.extend_from_slice(chunk);
+        let mut event_end = 0;
+        let mut line_start = self.line_start();
+        while let Some(nl) = self.pending[self.scan_from..]
+            .iter()
+            .position(|b| *b == b'\n')
+        {
+            let end = self.scan_from + nl;
+            let mut line = &self.pending[line_start..end];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            if line.len() > self.max_line {
+                self.collected.failed = Some("sse-line-too-long");
+                break;
+            }
+            let line = line.to_vec();
+            self.scan_from = end + 1;
+            line_start = self.scan_from;
+            if line.is_empty() {
+                self.dispatch();
+                event_end = self.scan_from;
+                if self.collected.failed.is_some() {
+                    break;
+                }
+            } else if let Some(rest) = line.strip_prefix(b"data:") {
+                let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+                match std::str::from_utf8(rest) {
+                    Ok(s) => {
+                        if !self.data.is_empty() {
+                            self.data.push('\n');
+                        }
+                        self.data.push_str(s);
+                        if self.data.len() > self.max_line {
+                            self.collected.failed = Some("sse-event-too-long");
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        self.collected.failed = Some("sse-not-utf8");
+                        break;
+                    }
+                }
+            }
+            // event:, id:, retry: and comments carry no text.
+        }
+        if self.collected.failed.is_some() {
+            self.scan_from = 0;
+            return std::mem::take(&mut self.pending);
+        }
+        if self.pending.len() - line_start > self.max_line {
+            self.collected.failed = Some("sse-line-too-long");
+            self.scan_from = 0;
+            return std::mem::take(&mut self.pending);
+        }
+        let out: Vec<u8> = self.pending.drain(..event_end).collect();
+        self.scan_from -= event_end;
+        out
+    }
+
+    /// Start of the current (unterminated) line in `pending`.
+    fn line_start(&self) -> usize {
+        self.scan_from
+    }
+
+    fn dispatch(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        if data.is_empty() {
+            return;
+        }
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return;
+        }
+        match serde_json::from_str::<Value>(&data) {
+            Ok(v) => {
+                let before: BTreeMap<usize, usize> = self
+                    .collected
+                    .choices
+                    .iter()
+                    .map(|(k, s)| (*k, s.len()))
+                    .collect();
+                if !self.collected.absorb(&v, self.max_choices, self.max_chars) {
+                    self.collected.failed = Some("unknown-shape");
+                }
+                for (k, s) in &self.collected.choices {
+                    if before.get(k) != Some(&s.len()) {
+                        self.touched.push(*k);
+                    }
+                }
+            }
+            Err(_) => self.collected.failed = Some("sse-unparsable"),
+        }
+    }
+
+    /// Bytes held back (an unterminated last event); returned at end of stream.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        self.scan_from = 0;
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// Parses a whole (non-streaming) JSON body.
+pub fn parse_body(body: &[u8], max_choices: usize, max_chars: usize) -> Collected {
+    let mut c = Collected::default();
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            if !c.absorb(&v, max_choices, max_chars) || v.get("choices").is_none() {
+                c.failed = Some("unknown-shape");
+            }
+        }
+        Err(_) => c.failed = Some("response-not-json"),
+    }
+    c
+}
+
+/// The prompt text of a chat or completions request: message contents (strings or text parts)
+/// or the `prompt` string(s), joined by newlines.
+pub fn prompt_text(req: &Value) -> String {
+    let mut out = String::new();
+    let mut push = |s: &str| {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(s);
+    };
+    if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
+        for m in msgs {
+            match m.get("content") {
+                Some(Value::String(s)) => push(s),
+                Some(Value::Array(parts)) => {
+                    for p in parts {
+                        if let Some(s) = p.get("text").and_then(Value::as_str) {
+                            push(s);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    match req.get("prompt") {
+        Some(Value::String(s)) => push(s),
+        Some(Value::Array(a)) => {
+            for p in a {
+                if let Some(s) = p.as_str() {
+                    push(s);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_anywhere_come_back_byte_identical() {
+        let stream = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\r\n\r\n: keepalive\n\ndata: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"lo\"}}]}\n\ndata: [DONE]\n\n";
+        for split in 1..stream.len() {
+            let mut p = SseParser::new(1 << 16, 4, 1 << 20);
+            let mut out = p.feed(&stream[..split]);
+            out.extend(p.feed(&stream[split..]));
+            out.extend(p.take_rest());
+            assert_eq!(out, stream.to_vec(), "split at {split}");
+            assert!(p.done);
+            assert_eq!(p.collected.choices[&0], "Hel");
+            assert_eq!(p.collected.choices[&1], "lo");
+            assert!(p.collected.failed.is_none());
+        }
+    }
+
+    #[test]
+    fn long_lines_and_bad_json_fail_without_losing_bytes() {
+        let mut p = SseParser::new(16, 4, 1 << 20);
+        let chunk = vec![b'x'; 100];
+        let out = p.feed(&chunk);
+        assert_eq!(out.len(), 100);
+        assert_eq!(p.collected.failed, Some("sse-line-too-long"));
+        let mut p = SseParser::new(1 << 10, 4, 1 << 20);
+        let out = p.feed(b"data: {nope\n\nrest");
+        assert_eq!(out, b"data: {nope\n\nrest".to_vec());
+        assert_eq!(p.collected.failed, Some("sse-unparsable"));
+    }
+
+    #[test]
+    fn choices_beyond_the_bound_fail() {
+        let c = parse_body(
+            br#"{"choices":[{"index":99,"message":{"content":"x"}}]}"#,
+            4,
+            100,
+        );
+        assert_eq!(c.failed, Some("too-many-choices"));
+        let c = parse_body(br#"{"object":"list"}"#, 4, 100);
+        assert_eq!(c.failed, Some("unknown-shape"));
+    }
+}
