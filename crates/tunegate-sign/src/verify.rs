@@ -416,6 +416,8 @@ pub fn verify_model(
         allow_symlinks: signed.serialization.allow_symlinks,
         ignore_paths: ignores,
         ignore_git_paths: opts.ignore_git_paths,
+        // An unchanged folder yields as many resources as were signed; allow for added files.
+        max_resources: signed.resources.len().saturating_add(100_000),
     };
     let mut local = manifest::build(model, &walk).map_err(|e| match e {
         WalkError::Input(e) => VerifyError::Input(e),
@@ -423,6 +425,11 @@ pub fn verify_model(
             VerifyFailure::new(checks::SYMLINK, m).into()
         }
         WalkError::Escape(m) => VerifyFailure::new(checks::PATH_ESCAPE, m).into(),
+        WalkError::TooMany(m) => VerifyFailure::new(
+            checks::STATEMENT_INVALID,
+            format!("{m}: the signature's serialization does not fit this folder"),
+        )
+        .into(),
     })?;
     // A single-file model named by its file name (OMS spec / Go port style) instead of ".".
     if let (1, 1) = (signed.resources.len(), local.resources.len()) {

@@ -205,6 +205,7 @@ pub fn sign(a: &SignArgs) -> Result<u8> {
         allow_symlinks: a.allow_symlinks,
         ignore_paths: verify::relative_ignores(&a.path, &ignores),
         ignore_git_paths: !a.select.no_ignore_git_paths,
+        max_resources: usize::MAX,
     };
     let start = std::time::Instant::now();
     let (bundle, manifest) = tunegate_sign::sign::sign_model(&a.path, &key, &opts)?;
