@@ -33,7 +33,7 @@ pub struct KeygenArgs {
 pub struct SelectArgs {
     /// Leave a path out (relative to the current directory or the model); repeatable. Recorded
     /// in the signature.
-    #[arg(long, value_name = "PATH", num_args = 1..)]
+    #[arg(long, value_name = "PATH")]
     pub ignore_paths: Vec<PathBuf>,
     /// Also cover the top-level .git, .gitattributes, .github and .gitignore.
     #[arg(long)]
