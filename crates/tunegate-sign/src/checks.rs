@@ -27,6 +27,8 @@ tunegate_core::declare_checks! {
         "A signed gate report does not match the report file it is checked against.";
     CHAIN_NOT_VERIFIED = "S013", "sign.chain-not-verified", Info,
         "A certificate or keyless bundle was checked against its leaf key only: the X.509 chain, Fulcio identity and transparency log were not verified offline.";
+    CHAIN_INVALID = "S014", "sign.chain-invalid", High,
+        "A certificate-method bundle's X.509 chain does not verify to the given trust anchors (signature, names, CA flag, validity at signing time, key usage).";
 }
 
 #[cfg(test)]

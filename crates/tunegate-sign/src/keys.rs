@@ -410,6 +410,29 @@ pub fn certificate_identities(der: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Every `CERTIFICATE` block of a PEM file (text between blocks is skipped), as DER.
+pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("-----BEGIN ") {
+        let (label, der) = decode_pem(&rest[i..])?;
+        if label == "CERTIFICATE" {
+            out.push(der);
+        }
+        let block = &rest[i..];
+        let end = block
+            .find("-----END ")
+            .map(|j| j + 9)
+            .unwrap_or(block.len());
+        rest = &block[end..];
+        rest = rest.find("-----").map(|j| &rest[j + 5..]).unwrap_or("");
+    }
+    if out.is_empty() {
+        return Err(Error::Key("no CERTIFICATE block found".into()));
+    }
+    Ok(out)
+}
+
 /// Finds the first PEM block in `text` (skipping any preamble) and decodes it.
 fn decode_pem(text: &str) -> Result<(String, Vec<u8>)> {
     let start = text

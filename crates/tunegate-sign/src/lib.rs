@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod chain;
 pub mod checks;
 pub mod dsse;
 pub mod error;

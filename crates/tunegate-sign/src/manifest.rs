@@ -80,6 +80,9 @@ pub struct WalkOptions {
     pub ignore_paths: Vec<String>,
     /// Leave out the top-level git paths ([`GIT_PATHS`]).
     pub ignore_git_paths: bool,
+    /// Refuse, before hashing, a walk that would produce more resources than this (a hostile
+    /// signature with a 1-byte shard size must not make the verifier build billions of them).
+    pub max_resources: usize,
 }
 
 impl Default for WalkOptions {
@@ -89,6 +92,7 @@ impl Default for WalkOptions {
             allow_symlinks: false,
             ignore_paths: Vec::new(),
             ignore_git_paths: true,
+            max_resources: usize::MAX,
         }
     }
 }
@@ -111,6 +115,9 @@ pub enum WalkError {
     /// A resource path that leaves the model folder.
     #[error("{0}")]
     Escape(String),
+    /// More resources than [`WalkOptions::max_resources`].
+    #[error("{0}")]
+    TooMany(String),
 }
 
 /// Orders two relative POSIX paths like Python's `PurePosixPath.__lt__`: component by
@@ -311,6 +318,16 @@ pub fn build(root: &Path, opts: &WalkOptions) -> std::result::Result<Manifest, W
             Plan::Shards(n)
         }
     };
+    let count: u64 = match plan {
+        Plan::WholeFiles => files.len() as u64,
+        Plan::Shards(n) => files.iter().map(|f| f.len.div_ceil(n)).sum(),
+    };
+    if count > opts.max_resources as u64 {
+        return Err(WalkError::TooMany(format!(
+            "the folder would yield {count} resources with this serialization, more than the {} allowed",
+            opts.max_resources
+        )));
+    }
     let digests = hashing::hash_files(&to_hash, plan)?;
     let mut resources = Vec::new();
     for (f, ds) in files.iter().zip(digests) {

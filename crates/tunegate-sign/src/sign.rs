@@ -26,7 +26,7 @@ pub fn sign_model(
         WalkError::Symlink(m) => Error::Model(format!(
             "{m} (pass --allow-symlinks to hash symlinked files through the link)"
         )),
-        WalkError::Special(m) | WalkError::Escape(m) => Error::Model(m),
+        WalkError::Special(m) | WalkError::Escape(m) | WalkError::TooMany(m) => Error::Model(m),
     })?;
     if m.resources.is_empty() {
         return Err(Error::Model(format!(

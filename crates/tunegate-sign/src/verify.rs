@@ -66,6 +66,9 @@ pub enum Trust {
     /// Accept the leaf certificate carried by a certificate or keyless bundle **without**
     /// verifying its chain, Fulcio identity or transparency-log entry (offline, explicit opt-in).
     BundledCertificateUnverified,
+    /// Certificate-method bundles whose X.509 chain verifies to one of these trust anchors
+    /// (DER CA certificates), see [`crate::chain`].
+    Roots(Vec<Vec<u8>>),
 }
 
 /// A bundle whose signature verified.
@@ -164,6 +167,28 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust) -> Result<VerifiedStatement
                 ));
             }
             leaf
+        }
+        (Trust::Roots(anchors), Material::Certificates { chain, keyless }) => {
+            let subject = crate::chain::verify_chain(chain, anchors).map_err(|e| {
+                VerifyFailure::new(
+                    checks::CHAIN_INVALID,
+                    if *keyless {
+                        format!("{e} (keyless Sigstore bundles need Fulcio's trust root and a Rekor check, which tunegate does not do offline)")
+                    } else {
+                        e
+                    },
+                )
+            })?;
+            notes.push(format!("certificate chain verified to a given trust anchor; signer '{subject}' (revocation not checked)"));
+            certificate_public_key(&chain[0]).map_err(|e| {
+                VerifyFailure::new(checks::BUNDLE_MALFORMED, format!("leaf certificate: {e}"))
+            })?
+        }
+        (Trust::Roots(_), Material::Key { .. }) => {
+            return Err(VerifyFailure::new(
+                checks::KEY_MISMATCH,
+                "the bundle is key-based and carries no certificate: verify it with --key",
+            ))
         }
         (Trust::BundledCertificateUnverified, Material::Key { .. }) => {
             return Err(VerifyFailure::new(
@@ -391,6 +416,8 @@ pub fn verify_model(
         allow_symlinks: signed.serialization.allow_symlinks,
         ignore_paths: ignores,
         ignore_git_paths: opts.ignore_git_paths,
+        // An unchanged folder yields as many resources as were signed; allow for added files.
+        max_resources: signed.resources.len().saturating_add(100_000),
     };
     let mut local = manifest::build(model, &walk).map_err(|e| match e {
         WalkError::Input(e) => VerifyError::Input(e),
@@ -398,6 +425,11 @@ pub fn verify_model(
             VerifyFailure::new(checks::SYMLINK, m).into()
         }
         WalkError::Escape(m) => VerifyFailure::new(checks::PATH_ESCAPE, m).into(),
+        WalkError::TooMany(m) => VerifyFailure::new(
+            checks::STATEMENT_INVALID,
+            format!("{m}: the signature's serialization does not fit this folder"),
+        )
+        .into(),
     })?;
     // A single-file model named by its file name (OMS spec / Go port style) instead of ".".
     if let (1, 1) = (signed.resources.len(), local.resources.len()) {

@@ -41,6 +41,19 @@ fn stage(src: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
     (t, model, sig)
 }
 
+/// The Fulcio leaf of a keyless golden: a certificate unrelated to the test CA.
+fn keyless_leaf(dir: &Path) -> Vec<u8> {
+    let b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("v1.1.0-sigstore/model.sig")).unwrap())
+            .unwrap();
+    tunegate_sign::dsse::decode_b64(
+        b["verificationMaterial"]["certificate"]["rawBytes"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 fn flip_one_byte(p: &Path) {
     let mut b = std::fs::read(p).unwrap();
     let i = b.len() / 2;
@@ -124,6 +137,36 @@ fn every_model_signing_signature_verifies_and_rejects_a_flipped_byte() {
                     "{name}: {f}"
                 ),
                 other => panic!("{name}: wrong key accepted: {other:?}"),
+            }
+        }
+        // Certificate bundles also verify through their X.509 chain to the test root CA, and
+        // fail against an anchor they do not chain to.
+        if name.ends_with("-certificate") {
+            let root = tunegate_sign::keys::pem_certificates(
+                &std::fs::read_to_string(dir.join("keys/certificate/ca-cert.pem")).unwrap(),
+            )
+            .unwrap();
+            let o = VerifyOptions {
+                trust: Trust::Roots(root),
+                ..opts.clone()
+            };
+            let ok =
+                verify_model(&model, &sig, &o).unwrap_or_else(|e| panic!("{name} via chain: {e}"));
+            assert!(
+                ok.notes.iter().any(|n| n.contains("chain verified")),
+                "{:?}",
+                ok.notes
+            );
+            let stranger = keyless_leaf(&dir);
+            let o = VerifyOptions {
+                trust: Trust::Roots(vec![stranger]),
+                ..opts.clone()
+            };
+            match verify_model(&model, &sig, &o) {
+                Err(VerifyError::Failed(f)) => {
+                    assert_eq!(f.check, checks::CHAIN_INVALID, "{name}: {f}")
+                }
+                other => panic!("{name}: chain to a stranger accepted: {other:?}"),
             }
         }
         seen += 1;

@@ -308,3 +308,25 @@ fn mutated_bundles_never_verify_and_never_panic() {
         }
     }
 }
+
+#[test]
+fn hostile_tiny_shard_size_is_refused_before_hashing() {
+    let f = fixture(Method::Files);
+    // A validly signed statement claiming 1-byte shards, checked against a folder holding a
+    // 200 kB file: the walk would make 200,000 resources for 3 listed ones.
+    let t = tempfile::tempdir().unwrap();
+    let big = t.path().join("m");
+    std::fs::create_dir(&big).unwrap();
+    std::fs::write(big.join("w.bin"), vec![0u8; 200_000]).unwrap();
+    let (_, m) = sign_model(&f.model, &f.key, &WalkOptions::default()).unwrap();
+    let mut st = m.to_statement();
+    st.predicate["serialization"]["method"] = json!("shards");
+    st.predicate["serialization"]["shard_size"] = json!(1);
+    for r in st.predicate["resources"].as_array_mut().unwrap() {
+        let n = r["name"].as_str().unwrap().to_string();
+        r["name"] = json!(format!("{n}:0:1"));
+    }
+    std::fs::write(&f.sig, sign_statement(&st, &f.key).unwrap().to_json()).unwrap();
+    let msg = expect(&f, &big, &opts(&f.key), checks::STATEMENT_INVALID);
+    assert!(msg.contains("200000 resources"), "{msg}");
+}

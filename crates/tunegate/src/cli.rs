@@ -62,7 +62,7 @@ enum Command {
         #[command(flatten)]
         args: crate::monitor_cmd::MonitorArgs,
     },
-    /// Generate a signing key pair (ECDSA P-256 by default; P-384, Ed25519), PEM.
+    /// Generate a signing key pair (ECDSA P-256 by default; P-384, P-521, Ed25519), PEM.
     Keygen(crate::sign_cmd::KeygenArgs),
     /// Sign a model folder or file (OpenSSF model-signing format, verifiable by model_signing).
     Sign(crate::sign_cmd::SignArgs),

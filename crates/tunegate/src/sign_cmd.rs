@@ -33,7 +33,7 @@ pub struct KeygenArgs {
 pub struct SelectArgs {
     /// Leave a path out (relative to the current directory or the model); repeatable. Recorded
     /// in the signature.
-    #[arg(long, value_name = "PATH", num_args = 1..)]
+    #[arg(long, value_name = "PATH")]
     pub ignore_paths: Vec<PathBuf>,
     /// Also cover the top-level .git, .gitattributes, .github and .gitignore.
     #[arg(long)]
@@ -74,8 +74,12 @@ pub struct VerifyArgs {
     /// The model folder or file (or the report JSON of a signed report).
     pub path: PathBuf,
     /// The trusted public key (PEM; a certificate's key works too).
-    #[arg(long, required_unless_present = "trust_bundled_certificate")]
+    #[arg(long, required_unless_present_any = ["trust_bundled_certificate", "certificate_chain"])]
     pub key: Option<PathBuf>,
+    /// For certificate-method bundles: trusted CA certificate(s), PEM; repeatable. The bundle's
+    /// chain must verify to one of them (offline; revocation is not checked).
+    #[arg(long, value_name = "PEM", conflicts_with = "key")]
+    pub certificate_chain: Vec<PathBuf>,
     /// The signature bundle (default PATH.sig).
     #[arg(long)]
     pub signature: Option<PathBuf>,
@@ -87,7 +91,7 @@ pub struct VerifyArgs {
     /// For certificate/keyless bundles without a pinned key: check the signature with the
     /// bundle's own leaf certificate. The X.509 chain, Fulcio identity and transparency log are
     /// NOT verified (offline); this proves integrity, not the signer.
-    #[arg(long, conflicts_with = "key")]
+    #[arg(long, conflicts_with_all = ["key", "certificate_chain"])]
     pub trust_bundled_certificate: bool,
     /// Print only the verdict line.
     #[arg(long, short = 'q')]
@@ -201,6 +205,7 @@ pub fn sign(a: &SignArgs) -> Result<u8> {
         allow_symlinks: a.allow_symlinks,
         ignore_paths: verify::relative_ignores(&a.path, &ignores),
         ignore_git_paths: !a.select.no_ignore_git_paths,
+        max_resources: usize::MAX,
     };
     let start = std::time::Instant::now();
     let (bundle, manifest) = tunegate_sign::sign::sign_model(&a.path, &key, &opts)?;
@@ -229,6 +234,17 @@ pub fn sign(a: &SignArgs) -> Result<u8> {
 pub fn verify(a: &VerifyArgs) -> Result<u8> {
     let trust = match &a.key {
         Some(k) => Trust::Key(keys::load_public_key(k)?),
+        None if !a.certificate_chain.is_empty() => {
+            let mut anchors = Vec::new();
+            for p in &a.certificate_chain {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                anchors.extend(
+                    keys::pem_certificates(&text).with_context(|| p.display().to_string())?,
+                );
+            }
+            Trust::Roots(anchors)
+        }
         None => Trust::BundledCertificateUnverified,
     };
     let sig = a.signature.clone().unwrap_or_else(|| default_sig(&a.path));
