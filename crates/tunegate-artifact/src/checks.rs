@@ -50,6 +50,10 @@ tunegate_core::declare_checks! {
         "The model matches an approved-model entry exactly; names the id, revision and folder digest.";
     APPROVED_IGNORED = "M027", "model.approved-ignored", Info,
         "A top-level folder the approved-model comparison skips by rule (.git/, .cache/huggingface/).";
+    APPROVED_SIGNATURE_INVALID = "M028", "model.approved-list-signature-invalid", Critical,
+        "`model verify --key`: the approved-model list's detached signature (OpenSSF model-signing bundle) does not verify with the key (changed list, wrong key, signature for another file); the list is not trusted and no model is compared against it.";
+    APPROVED_SIGNATURE_OK = "M029", "model.approved-list-signed", Info,
+        "`model verify --key`: the approved-model list's signature verified; names the signer.";
     DIFF_TENSOR_SET = "M030", "model.diff-tensor-set", Medium,
         "`model diff`: a tensor was added or removed, or changed dtype or shape, against the reference (high with --identical).";
     DIFF_ROW_EDIT = "M031", "model.diff-row-edit", High,

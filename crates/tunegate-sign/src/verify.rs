@@ -449,6 +449,69 @@ pub fn verify_model(
     })
 }
 
+/// Verifies a signature over one file's **already read** bytes (a single-file model in the
+/// `files` serialization, as `tunegate sign FILE` and `model_signing sign FILE` write it), so a
+/// caller that goes on to parse those bytes checks exactly what it uses (no second read, no
+/// window for a swap). `file_name` is the file's name, accepted as the resource name besides
+/// `.`. Used for signed approved-model lists.
+pub fn verify_file_bytes(
+    file_name: &str,
+    bytes: &[u8],
+    bundle_path: &Path,
+    trust: &Trust,
+) -> Result<VerifiedModel, VerifyError> {
+    use sha2::{Digest as _, Sha256};
+    let bundle =
+        Bundle::read(bundle_path)?.map_err(|e| VerifyFailure::new(checks::BUNDLE_MALFORMED, e))?;
+    let vs = verify_bundle(&bundle, trust)?;
+    let signed = Manifest::from_statement(&vs.statement).map_err(|p| match p {
+        ManifestProblem::Escape(m) => VerifyFailure::new(checks::PATH_ESCAPE, m),
+        ManifestProblem::Invalid(m)
+        | ManifestProblem::Inconsistent(m)
+        | ManifestProblem::Unsupported(m) => VerifyFailure::new(checks::STATEMENT_INVALID, m),
+    })?;
+    let [r] = signed.resources.as_slice() else {
+        return Err(VerifyFailure::new(
+            checks::FILE_ADDED,
+            format!(
+                "the signature covers {} files, not the single file {file_name}: signed for another artifact?",
+                signed.resources.len()
+            ),
+        )
+        .into());
+    };
+    if signed.serialization.method != Method::Files || r.algorithm != "sha256" {
+        return Err(VerifyFailure::new(
+            checks::STATEMENT_INVALID,
+            format!(
+                "the signature of {file_name} uses '{}' hashing; a single file needs the files serialization with sha256",
+                r.algorithm
+            ),
+        )
+        .into());
+    }
+    if r.name != "." && r.name != file_name {
+        return Err(VerifyFailure::new(
+            checks::FILE_RENAMED,
+            format!("the signature is for '{}', not '{file_name}'", r.name),
+        )
+        .into());
+    }
+    if Sha256::digest(bytes).as_slice() != r.digest.as_slice() {
+        return Err(VerifyFailure::new(
+            checks::FILE_CHANGED,
+            format!("{file_name} changed since it was signed"),
+        )
+        .into());
+    }
+    Ok(VerifiedModel {
+        files_checked: vec![file_name.to_string()],
+        manifest: signed,
+        notes: vs.notes,
+        signer: vs.signer,
+    })
+}
+
 /// What [`verify_path`] verified.
 #[derive(Debug, Clone)]
 pub enum Verified {

@@ -1,9 +1,9 @@
 //! `tunegate model scan`, `verify` and `approve`: the base-model gate's commands. Rendering, `--fail-on` and exit
 //! codes come from the shared report flags; this module only turns arguments into a report.
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tunegate_artifact::hash::HashOptions;
-use tunegate_core::{Report, Severity};
+use tunegate_core::{Finding, Location, Report, Severity};
 
 /// Every model check (`M###`), for `tunegate checks`.
 pub const CHECKS: &[tunegate_core::CheckInfo] = tunegate_artifact::CHECKS;
@@ -143,6 +143,14 @@ pub struct ModelVerifyArgs {
     /// Compare with this entry (its id) instead of choosing one by digests.
     #[arg(long, value_name = "ID")]
     pub model: Option<String>,
+    /// Public key (PEM) that must have signed the approved list: its detached signature is
+    /// checked on the exact bytes that are then parsed, and the gate fails closed (M028) when
+    /// it does not verify. Sign the list with `tunegate sign approved.toml --key signing.pem`.
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Option<PathBuf>,
+    /// The list's signature bundle (default: the list's path + `.sig`); needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub signature: Option<PathBuf>,
 }
 
 /// Arguments of `tunegate model approve`.
@@ -165,15 +173,84 @@ pub struct ModelApproveArgs {
     pub quiet: bool,
 }
 
-/// Reads the approved-model list's bytes once and parses them. This is where a detached
-/// signature over the list will be checked (on these exact bytes, before parsing) once
-/// `tunegate-sign` exists; nothing re-reads the file afterwards.
-fn load_approved(path: &Path) -> Result<tunegate_artifact::approved::ApprovedList> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(tunegate_artifact::approved::parse(
-        &path.display().to_string(),
-        &bytes,
-    )?)
+/// Reads the approved-model list's bytes once, checks their signature when `--key` is given
+/// (on these exact bytes), and parses them; nothing re-reads the file afterwards. `Err` is an
+/// input error (exit 2); `Ok(Err(report))` is a signature that does not verify, as a failing
+/// report naming why.
+fn load_approved(
+    args: &ModelVerifyArgs,
+) -> Result<std::result::Result<(tunegate_artifact::approved::ApprovedList, Vec<Finding>), Report>>
+{
+    use tunegate_sign::verify::{verify_file_bytes, Trust, VerifyError};
+    let path = &args.approved;
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
+    let mut notes = Vec::new();
+    if let Some(key) = &args.key {
+        let public = tunegate_sign::keys::load_public_key(key)?;
+        let sig = args
+            .signature
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{shown}.sig")));
+        if !sig.exists() {
+            bail!(
+                "{}: no such signature file for {shown} (sign the list with `tunegate sign {shown} --key KEY`, or give --signature)",
+                sig.display()
+            );
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&shown)
+            .to_string();
+        match verify_file_bytes(&name, &bytes, &sig, &Trust::Key(public)) {
+            Ok(v) => notes.push(
+                Finding::new(
+                    &tunegate_artifact::checks::APPROVED_SIGNATURE_OK,
+                    format!(
+                        "{shown}: signature {} verified ({})",
+                        sig.display(),
+                        v.signer
+                    ),
+                    Location::file(shown.clone()),
+                )
+                .evidence(
+                    serde_json::json!({"signature": sig.display().to_string(), "signer": v.signer}),
+                ),
+            ),
+            Err(VerifyError::Input(e)) => return Err(e.into()),
+            Err(VerifyError::Failed(f)) => {
+                let mut r = Report::new("model", Severity::High);
+                r.subjects.push(tunegate_core::Subject::sha256(
+                    shown.clone(),
+                    tunegate_core::digest::sha256_hex(&bytes),
+                ));
+                r.findings.push(
+                    Finding::new(
+                        &tunegate_artifact::checks::APPROVED_SIGNATURE_INVALID,
+                        format!(
+                            "{shown}: signature {} does not verify ({}: {}); the list is not trusted and {} was not compared",
+                            sig.display(),
+                            f.check.id,
+                            f.reason,
+                            args.path.display()
+                        ),
+                        Location::file(shown.clone()),
+                    )
+                    .evidence(serde_json::json!({
+                        "signature": sig.display().to_string(),
+                        "check": f.check.id,
+                        "reason": f.reason,
+                        "details": f.details,
+                    })),
+                );
+                r.finish();
+                return Ok(Err(r));
+            }
+        }
+    }
+    let list = tunegate_artifact::approved::parse(&shown, &bytes)?;
+    Ok(Ok((list, notes)))
 }
 
 /// Verifies the model against the approved list into a `model` gate report (threshold `high`).
@@ -182,15 +259,23 @@ pub fn verify(
     args: &ModelVerifyArgs,
     progress: &dyn tunegate_core::progress::Progress,
 ) -> Result<Report> {
-    let list = load_approved(&args.approved)?;
-    Ok(tunegate_artifact::approved::verify(
+    let (list, notes) = match load_approved(args)? {
+        Ok(x) => x,
+        Err(failed) => return Ok(failed),
+    };
+    let mut report = tunegate_artifact::approved::verify(
         &list,
         &args.approved.display().to_string(),
         &args.path,
         args.model.as_deref(),
         &HashOptions::default(),
         progress,
-    )?)
+    )?;
+    if !notes.is_empty() {
+        report.findings.extend(notes);
+        report.finish();
+    }
+    Ok(report)
 }
 
 /// Hashes the model and writes or updates its entry in the approved list (atomically: a
@@ -230,10 +315,18 @@ pub fn approve(args: &ModelApproveArgs) -> Result<u8> {
     drop(progress);
     let entry = ApprovedModel::from_tree(&name, &args.id, args.revision.as_deref(), &tree)?;
     let mut list = if args.approved.exists() {
-        load_approved(&args.approved)?
+        let bytes = std::fs::read(&args.approved).with_context(|| format!("reading {name}"))?;
+        tunegate_artifact::approved::parse(&name, &bytes)?
     } else {
         ApprovedList::default()
     };
+    let sig = PathBuf::from(format!("{name}.sig"));
+    if sig.exists() && !args.quiet {
+        eprintln!(
+            "tunegate: note: {name} changes, so its signature {} no longer verifies: re-sign it with `tunegate sign {name} --key KEY`",
+            sig.display()
+        );
+    }
     let replaced = list.upsert(entry);
     let text = list.to_toml();
     let tmp = args.approved.with_file_name(format!(

@@ -357,3 +357,101 @@ fn report_flags_work_on_verify() {
         .unwrap()
         .contains("M022"));
 }
+
+/// `model verify --key`: the approved list's own signature (made with `tunegate sign`) is
+/// checked on the bytes that are parsed; a changed list, a wrong key or a signature for another
+/// file fails closed (M028, exit 1) without comparing the model; a missing signature is exit 2.
+#[test]
+fn signed_approved_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let list = dir.path().join("approved.toml");
+    approve(&m, &list, "org/model");
+    for name in ["k", "other"] {
+        tg().arg("keygen")
+            .arg("-o")
+            .arg(dir.path().join(name))
+            .assert()
+            .code(0);
+    }
+    let key = |n: &str, ext: &str| dir.path().join(format!("{n}.{ext}"));
+    let verify_signed = |public: &Path, code: i32| -> serde_json::Value {
+        let out = tg()
+            .arg("model")
+            .arg("verify")
+            .arg(&m)
+            .arg("--approved")
+            .arg(&list)
+            .arg("--key")
+            .arg(public)
+            .args(["--format", "json"])
+            .assert()
+            .code(code);
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+
+    // No signature yet: an input error naming the missing file.
+    let out = tg()
+        .arg("model")
+        .arg("verify")
+        .arg(&m)
+        .arg("--approved")
+        .arg(&list)
+        .arg("--key")
+        .arg(key("k", "pub"))
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("approved.toml.sig"), "{err}");
+
+    tg().arg("sign")
+        .arg(&list)
+        .arg("--key")
+        .arg(key("k", "pem"))
+        .assert()
+        .code(0);
+    let ok = verify_signed(&key("k", "pub"), 0);
+    let found = ids(&ok);
+    assert!(found.contains(&"M029".to_string()), "{found:?}");
+    assert!(found.contains(&"M026".to_string()), "{found:?}");
+
+    // Another key: not trusted, and the model is not compared.
+    let wrong = verify_signed(&key("other", "pub"), 1);
+    assert_eq!(ids(&wrong), vec!["M028".to_string()]);
+
+    // The list edited after signing (an attacker approving their model): fails closed.
+    let text = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&list, text.replace("org/model", "org/evil")).unwrap();
+    let tampered = verify_signed(&key("k", "pub"), 1);
+    assert_eq!(ids(&tampered), vec!["M028".to_string()]);
+    assert!(messages(&tampered).contains("changed since it was signed"));
+
+    // A signature made for another list does not vouch for this one.
+    std::fs::write(&list, &text).unwrap();
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, text.replace("org/model", "org/other")).unwrap();
+    tg().arg("sign")
+        .arg(&other)
+        .arg("--key")
+        .arg(key("k", "pem"))
+        .assert()
+        .code(0);
+    std::fs::copy(
+        dir.path().join("other.toml.sig"),
+        dir.path().join("approved.toml.sig"),
+    )
+    .unwrap();
+    let renamed = verify_signed(&key("k", "pub"), 1);
+    assert_eq!(ids(&renamed), vec!["M028".to_string()]);
+
+    // --signature needs --key (a usage error, never a silent unsigned run).
+    tg().arg("model")
+        .arg("verify")
+        .arg(&m)
+        .arg("--approved")
+        .arg(&list)
+        .arg("--signature")
+        .arg(dir.path().join("approved.toml.sig"))
+        .assert()
+        .code(2);
+}
