@@ -186,10 +186,32 @@ fn twins(files: &[PathBuf]) -> Vec<Finding> {
     out
 }
 
+/// How [`scan_paths_with`] treats the files besides scanning them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Record each file's sha256 in its report subject (the default). Hashing reads every byte
+    /// of every file, tensor payloads included; without it a scan reads only what it inspects
+    /// (pickle opcodes, zip directories and pickle members, safetensors headers) and the
+    /// subjects carry names with no digest.
+    pub digest: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { digest: true }
+    }
+}
+
 /// Scans files and folders (walked recursively, in name order) into a `model` report with one
 /// sha256 subject per file. An unreadable path is an error (exit 2); hostile content is a
 /// finding.
 pub fn scan_paths(paths: &[PathBuf]) -> Result<Report> {
+    scan_paths_with(paths, &ScanOptions::default())
+}
+
+/// [`scan_paths`] with options: `digest: false` leaves the subjects without digests and skips
+/// the full read of each file that hashing needs.
+pub fn scan_paths_with(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
     let mut files = Vec::new();
     for p in paths {
         walk(p, &mut files)?;
@@ -197,9 +219,14 @@ pub fn scan_paths(paths: &[PathBuf]) -> Result<Report> {
     let mut report = Report::new("model", Severity::High);
     for f in &files {
         let name = f.display().to_string();
-        report
-            .subjects
-            .push(Subject::sha256(name.clone(), sha256_file(f)?));
+        report.subjects.push(if opts.digest {
+            Subject::sha256(name.clone(), sha256_file(f)?)
+        } else {
+            Subject {
+                name: name.clone(),
+                digest: BTreeMap::new(),
+            }
+        });
         report.findings.extend(scan_file(f, &name)?);
     }
     report.findings.extend(twins(&files));
