@@ -120,7 +120,8 @@ pub fn scan_file(path: &Path, name: &str) -> Result<Vec<Finding>> {
             return Ok(ctx.findings);
         }
     }
-    let mut data = Vec::new();
+    // Sized up front: growing by doubling would copy the bytes read so far at every step.
+    let mut data = Vec::with_capacity(size.min(MAX_WHOLE) as usize);
     std::fs::File::open(path)
         .map_err(io(path))?
         .take(MAX_WHOLE)
