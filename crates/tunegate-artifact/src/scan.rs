@@ -67,8 +67,9 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Scans one file on disk in bounded memory: safetensors headers only, zips and pickles over
-/// [`STREAM_OVER`] on demand, other files whole (or their first [`MAX_WHOLE`] bytes).
+/// Scans one file on disk in bounded memory: safetensors headers only, zips on demand (central
+/// directory and code-bearing members), pickles over [`STREAM_OVER`] in windows, other files
+/// whole (or their first [`MAX_WHOLE`] bytes).
 pub fn scan_file(path: &Path, name: &str) -> Result<Vec<Finding>> {
     let size = std::fs::metadata(path).map_err(io(path))?.len();
     let mut f = std::fs::File::open(path).map_err(io(path))?;
@@ -97,7 +98,11 @@ pub fn scan_file(path: &Path, name: &str) -> Result<Vec<Finding>> {
         }
         return Ok(ctx.findings);
     }
-    if size > STREAM_OVER && head.starts_with(b"PK") {
+    // Zips of any size are read on demand: central directory and the members that can hold
+    // code, never the tensor storages (scan_buffer would route these same bytes to the same
+    // walker, after reading them all).
+    let zip_magic = head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06");
+    if zip_magic || (size > STREAM_OVER && head.starts_with(b"PK")) {
         let src = container::FileSource::new(path).map_err(io(path))?;
         container::scan_zip_source(&mut ctx, &src, None, 0);
         return Ok(ctx.findings);

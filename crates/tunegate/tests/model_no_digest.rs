@@ -32,7 +32,11 @@ fn no_digest_keeps_findings_and_drops_only_the_digests() {
         b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.",
     )
     .unwrap();
-    std::fs::write(dir.path().join("config.json"), b"{\"model_type\": \"llama\"}").unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        b"{\"model_type\": \"llama\"}",
+    )
+    .unwrap();
 
     let with = scan(&[], dir.path());
     let without = scan(&["--no-digest"], dir.path());
