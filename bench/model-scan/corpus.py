@@ -22,7 +22,8 @@ are assigned to files by their `location` (the file path, optionally followed by
 - ModelAudit `scan PATHS --format json`: at least one issue at severity warning or critical
   (info/debug issues are notes).
 Errors: a tool exit status other than 0/1 (for modelscan also 3, "nothing scanned", is counted as
-not scanned), a timeout, or an unparseable report; an erroring file is not flagged.
+not scanned), a timeout, or an unparseable report. An erroring file is not flagged, except that
+picklescan's "dangerous import" lines count even when it then exits 2 on a parse error.
 
 Rows: malicious files are caught (flagged) or missed; benign and benign-edge files that are
 flagged are false positives; for the labels without a required verdict (edge, suspicious,
@@ -77,7 +78,8 @@ def picklescan(binary, path, tmp):
         why += f"{'; ' if why else ''}{susp.group(1)} suspicious"
     if scanned and scanned.group(1) == "0":
         why += "not scanned"
-    return {"flagged": bool(dangerous) and err is None, "error": err, "why": why or "clean",
+    # A parse error after a dangerous import still reports it (exit 2): that counts as flagged.
+    return {"flagged": bool(dangerous), "error": err, "why": why or "clean",
             "suspicious": int(susp.group(1)) if susp else 0}
 
 
@@ -203,7 +205,7 @@ def main():
         notes.append(f"{t}: {err} error(s), {skipped} not scanned")
     sus = sum(1 for r, p in zip(rows, paths) if r[1] == "malicious" and not results["picklescan"][p]["flagged"]
               and results["picklescan"][p].get("suspicious"))
-    print("Errors (counted as not flagged): " + "; ".join(notes) + ". "
+    print("Errors (not flagged unless the tool still reported a dangerous import): " + "; ".join(notes) + ". "
           f"picklescan rated {sus} of its missed malicious files 'suspicious' (exit 0 without --strict). "
           f"ModelAudit exit {ma_rc}; issues it reported that name no corpus file: {unassigned}.")
     print()

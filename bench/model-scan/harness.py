@@ -195,7 +195,7 @@ def main():
         "b": f"(b) PyTorch zip, {inputs['b']['bytes'] / 1e9:.2f} GB",
         "c": f"(c) HF folder, {inputs['c']['files']} files, {inputs['c']['bytes'] / 1e6:.0f} MB",
     }
-    print("| input | tool | wall s, median (min–max) | peak RSS MB | exit | files scanned | reported | tunegate --no-digest speed-up |")
+    print("| input | tool | wall s, median (min–max) | peak RSS MB | exit | files scanned | reported | time ÷ tunegate --no-digest |")
     print("|---|---|---:|---:|---:|---:|---|---:|")
     summary = []
     all_ok = True

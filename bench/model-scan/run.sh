@@ -123,7 +123,7 @@ set -e
     cat "$OUT/table.md"
     echo
     echo "Each cell: $REPEAT runs per (input, tool), interleaved, page cache warmed before every run; wall"
-    echo "time around one process, peak RSS from GNU time's %M. Speed-up = the tool's median / tunegate --no-digest's."
+    echo "time around one process, peak RSS from GNU time's %M. Last column: the tool's median ÷ tunegate --no-digest's median (tunegate's speed-up over that tool)."
 } > "$SUMMARY"
 cat "$SUMMARY"
 
