@@ -39,4 +39,4 @@ pub mod weights;
 
 pub use checks::CHECKS;
 pub use error::{Error, Result};
-pub use scan::{scan_bytes, scan_paths};
+pub use scan::{scan_bytes, scan_paths, scan_paths_with, ScanOptions};

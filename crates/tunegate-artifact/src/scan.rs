@@ -68,8 +68,9 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Scans one file on disk in bounded memory: safetensors headers only, zips and pickles over
-/// [`STREAM_OVER`] on demand, other files whole (or their first [`MAX_WHOLE`] bytes).
+/// Scans one file on disk in bounded memory: safetensors headers only, zips on demand (central
+/// directory and code-bearing members), pickles over [`STREAM_OVER`] in windows, other files
+/// whole (or their first [`MAX_WHOLE`] bytes).
 pub fn scan_file(path: &Path, name: &str) -> Result<Vec<Finding>> {
     let size = std::fs::metadata(path).map_err(io(path))?.len();
     let mut f = std::fs::File::open(path).map_err(io(path))?;
@@ -98,7 +99,11 @@ pub fn scan_file(path: &Path, name: &str) -> Result<Vec<Finding>> {
         }
         return Ok(ctx.findings);
     }
-    if size > STREAM_OVER && head.starts_with(b"PK") {
+    // Zips of any size are read on demand: central directory and the members that can hold
+    // code, never the tensor storages (scan_buffer would route these same bytes to the same
+    // walker, after reading them all).
+    let zip_magic = head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06");
+    if zip_magic || (size > STREAM_OVER && head.starts_with(b"PK")) {
         let src = container::FileSource::new(path).map_err(io(path))?;
         container::scan_zip_source(&mut ctx, &src, None, 0);
         return Ok(ctx.findings);
@@ -121,7 +126,8 @@ pub fn scan_file(path: &Path, name: &str) -> Result<Vec<Finding>> {
             return Ok(ctx.findings);
         }
     }
-    let mut data = Vec::new();
+    // Sized up front: growing by doubling would copy the bytes read so far at every step.
+    let mut data = Vec::with_capacity(size.min(MAX_WHOLE) as usize);
     std::fs::File::open(path)
         .map_err(io(path))?
         .take(MAX_WHOLE)
@@ -187,10 +193,32 @@ fn twins(files: &[PathBuf]) -> Vec<Finding> {
     out
 }
 
+/// How [`scan_paths_with`] treats the files besides scanning them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Record each file's sha256 in its report subject (the default). Hashing reads every byte
+    /// of every file, tensor payloads included; without it a scan reads only what it inspects
+    /// (pickle opcodes, zip directories and pickle members, safetensors headers) and the
+    /// subjects carry names with no digest.
+    pub digest: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { digest: true }
+    }
+}
+
 /// Scans files and folders (walked recursively, in name order) into a `model` report with one
 /// sha256 subject per file. An unreadable path is an error (exit 2); hostile content is a
 /// finding.
 pub fn scan_paths(paths: &[PathBuf]) -> Result<Report> {
+    scan_paths_with(paths, &ScanOptions::default())
+}
+
+/// [`scan_paths`] with options: `digest: false` leaves the subjects without digests and skips
+/// the full read of each file that hashing needs.
+pub fn scan_paths_with(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
     let mut files = Vec::new();
     for p in paths {
         walk(p, &mut files)?;
@@ -198,9 +226,14 @@ pub fn scan_paths(paths: &[PathBuf]) -> Result<Report> {
     let mut report = Report::new("model", Severity::High);
     for f in &files {
         let name = f.display().to_string();
-        report
-            .subjects
-            .push(Subject::sha256(name.clone(), sha256_file(f)?));
+        report.subjects.push(if opts.digest {
+            Subject::sha256(name.clone(), sha256_file(f)?)
+        } else {
+            Subject {
+                name: name.clone(),
+                digest: BTreeMap::new(),
+            }
+        });
         report.findings.extend(scan_file(f, &name)?);
     }
     report.findings.extend(twins(&files));

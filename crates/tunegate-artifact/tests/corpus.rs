@@ -6,8 +6,20 @@ use std::path::PathBuf;
 use tunegate_artifact::scan_bytes;
 use tunegate_core::Severity;
 
+/// `$TUNEGATE_MODEL_CORPUS`, else `shared/data/model-files` next to the checkout (a main
+/// checkout at `/work/main`) or one level further up (a worktree at `/work/wt/<name>`).
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/model-files")
+    if let Some(d) = std::env::var_os("TUNEGATE_MODEL_CORPUS") {
+        return PathBuf::from(d);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let near = manifest.join("../../../shared/data/model-files");
+    let far = manifest.join("../../../../shared/data/model-files");
+    if !near.join("labels.tsv").exists() && far.join("labels.tsv").exists() {
+        far
+    } else {
+        near
+    }
 }
 
 #[test]
@@ -74,6 +86,33 @@ fn corpus_folder_scan_through_scan_paths() {
     assert_eq!(r.subjects.len(), r.summary.records.unwrap() as usize);
     assert!(r.summary.records.unwrap() >= 210);
     assert_eq!(r.verdict, tunegate_core::Verdict::Fail);
+}
+
+/// Zips on disk are walked through positioned reads (`scan_file`), zips in memory (and zip
+/// members) from the buffer (`scan_bytes`): both must give the same findings for every corpus
+/// zip, PyTorch checkpoints and hand-made archive tricks included.
+#[test]
+fn corpus_zips_on_disk_match_in_memory_scans() {
+    let dir = corpus_dir();
+    let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
+        eprintln!("note: {} absent; corpus test skipped", dir.display());
+        return;
+    };
+    let mut zips = 0;
+    for line in labels.lines().skip(1) {
+        let Some(path) = line.split('\t').next() else {
+            continue;
+        };
+        let data = std::fs::read(dir.join(path)).expect("corpus file readable");
+        if !(data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06")) {
+            continue;
+        }
+        zips += 1;
+        let on_disk = tunegate_artifact::scan::scan_file(&dir.join(path), path).unwrap();
+        let in_memory = scan_bytes(path, &data);
+        assert_eq!(on_disk, in_memory, "{path}");
+    }
+    assert!(zips >= 15, "only {zips} zips in the corpus");
 }
 
 /// `TUNEGATE_DEBUG=path/in/corpus cargo test --test corpus debug_one -- --nocapture` prints the

@@ -14,12 +14,20 @@ pub struct ModelScanArgs {
     /// Model files or folders (Hugging Face layout); folders are walked recursively.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Do not hash the files: report subjects carry names only. Hashing reads every byte (tensor
+    /// payloads included); without it the scan reads only pickle opcodes, zip directories and
+    /// pickle members, and safetensors headers.
+    #[arg(long)]
+    pub no_digest: bool,
 }
 
 /// Scans the paths into a `model` gate report (threshold `high`; the caller may re-evaluate it
 /// with `Report::with_fail_on`). An unreadable path is an error (exit 2).
 pub fn scan(args: &ModelScanArgs) -> Result<Report> {
-    Ok(tunegate_artifact::scan_paths(&args.paths)?)
+    let opts = tunegate_artifact::ScanOptions {
+        digest: !args.no_digest,
+    };
+    Ok(tunegate_artifact::scan_paths_with(&args.paths, &opts)?)
 }
 
 /// Arguments of `tunegate model fingerprint`.
