@@ -163,30 +163,9 @@ pub fn configured(
     Ok(merged)
 }
 
-/// The infra/deps gates' telemetry in Prometheus text format (for `--metrics-file`).
+/// The infra/deps gates' telemetry in Prometheus text format (for `--metrics-file`), labelled
+/// with the gate.
 pub fn metrics(report: &Report) -> String {
-    let gate = crate::output::label(&report.gate);
-    let mut out = String::new();
-    out.push_str(
-        "# HELP tunegate_infra_findings Findings of the last infra/deps run by severity.\n",
-    );
-    out.push_str("# TYPE tunegate_infra_findings gauge\n");
-    for s in Severity::ALL {
-        let n = report
-            .summary
-            .findings_by_severity
-            .get(&s)
-            .copied()
-            .unwrap_or(0);
-        out.push_str(&format!(
-            "tunegate_infra_findings{{gate=\"{gate}\",severity=\"{s}\"}} {n}\n"
-        ));
-    }
-    out.push_str("# HELP tunegate_infra_gate_failed 1 when the last infra/deps gate failed.\n");
-    out.push_str("# TYPE tunegate_infra_gate_failed gauge\n");
-    out.push_str(&format!(
-        "tunegate_infra_gate_failed{{gate=\"{gate}\"}} {}\n",
-        u8::from(report.verdict == tunegate_core::Verdict::Fail)
-    ));
-    out
+    let labels = format!("gate=\"{}\"", crate::output::label(&report.gate));
+    crate::output::gate_metrics("tunegate_infra", &labels, None, report)
 }

@@ -26,23 +26,10 @@ pub fn lint(args: &LintArgs, fail_on: Option<Severity>) -> Result<Report> {
 
 /// The lint gate's telemetry in Prometheus text format (for `--metrics-file`).
 pub fn metrics(report: &Report) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP tunegate_lint_files_scanned Source files linted by the last run.\n");
-    out.push_str("# TYPE tunegate_lint_files_scanned gauge\n");
-    out.push_str(&format!(
-        "tunegate_lint_files_scanned {}\n",
-        report.summary.records.unwrap_or(0)
-    ));
-    out.push_str("# HELP tunegate_lint_findings Findings of the last run by severity.\n");
-    out.push_str("# TYPE tunegate_lint_findings gauge\n");
-    for s in Severity::ALL {
-        let n = report
-            .summary
-            .findings_by_severity
-            .get(&s)
-            .copied()
-            .unwrap_or(0);
-        out.push_str(&format!("tunegate_lint_findings{{severity=\"{s}\"}} {n}\n"));
-    }
-    out
+    crate::output::gate_metrics(
+        "tunegate_lint",
+        "",
+        Some(("files_scanned", "Source files linted by the last run.")),
+        report,
+    )
 }

@@ -110,33 +110,12 @@ pub fn diff(
 
 /// The model gate's telemetry in Prometheus text format (for `--metrics-file`).
 pub fn metrics(report: &Report) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP tunegate_model_files_scanned Model files scanned by the last run.\n");
-    out.push_str("# TYPE tunegate_model_files_scanned gauge\n");
-    out.push_str(&format!(
-        "tunegate_model_files_scanned {}\n",
-        report.summary.records.unwrap_or(0)
-    ));
-    out.push_str("# HELP tunegate_model_findings Findings of the last run by severity.\n");
-    out.push_str("# TYPE tunegate_model_findings gauge\n");
-    for s in Severity::ALL {
-        let n = report
-            .summary
-            .findings_by_severity
-            .get(&s)
-            .copied()
-            .unwrap_or(0);
-        out.push_str(&format!(
-            "tunegate_model_findings{{severity=\"{s}\"}} {n}\n"
-        ));
-    }
-    out.push_str("# HELP tunegate_model_gate_failed 1 when the last model gate failed.\n");
-    out.push_str("# TYPE tunegate_model_gate_failed gauge\n");
-    out.push_str(&format!(
-        "tunegate_model_gate_failed {}\n",
-        u8::from(report.verdict == tunegate_core::Verdict::Fail)
-    ));
-    out
+    crate::output::gate_metrics(
+        "tunegate_model",
+        "",
+        Some(("files_scanned", "Model files scanned by the last run.")),
+        report,
+    )
 }
 
 /// Arguments of `tunegate model verify`.

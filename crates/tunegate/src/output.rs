@@ -120,3 +120,58 @@ pub fn label(v: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// A batch gate's telemetry in Prometheus text format: `{prefix}_{name}` (a gauge of
+/// `summary.records`, when `scanned` names it), `{prefix}_findings{severity}` and
+/// `{prefix}_gate_failed`, each with the extra `labels` (`key="value",…`, may be empty).
+pub fn gate_metrics(
+    prefix: &str,
+    labels: &str,
+    scanned: Option<(&str, &str)>,
+    report: &Report,
+) -> String {
+    let join = |extra: &str| -> String {
+        match (labels.is_empty(), extra.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => format!("{{{extra}}}"),
+            (false, true) => format!("{{{labels}}}"),
+            (false, false) => format!("{{{labels},{extra}}}"),
+        }
+    };
+    let mut out = String::new();
+    if let Some((name, help)) = scanned {
+        out.push_str(&format!("# HELP {prefix}_{name} {help}\n"));
+        out.push_str(&format!("# TYPE {prefix}_{name} gauge\n"));
+        out.push_str(&format!(
+            "{prefix}_{name}{} {}\n",
+            join(""),
+            report.summary.records.unwrap_or(0)
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP {prefix}_findings Findings of the last run by severity.\n"
+    ));
+    out.push_str(&format!("# TYPE {prefix}_findings gauge\n"));
+    for s in Severity::ALL {
+        let n = report
+            .summary
+            .findings_by_severity
+            .get(&s)
+            .copied()
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "{prefix}_findings{} {n}\n",
+            join(&format!("severity=\"{s}\""))
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP {prefix}_gate_failed 1 when the last run of the gate failed.\n"
+    ));
+    out.push_str(&format!("# TYPE {prefix}_gate_failed gauge\n"));
+    out.push_str(&format!(
+        "{prefix}_gate_failed{} {}\n",
+        join(""),
+        u8::from(report.verdict == tunegate_core::Verdict::Fail)
+    ));
+    out
+}
