@@ -45,7 +45,7 @@ fn epsilon_agrees_with_dp_accounting() {
         if err > worst.0 {
             worst = (err, name.clone());
         }
-        if !(err <= TOL) {
+        if err.is_nan() || err > TOL {
             failures.push(format!(
                 "{name}: epsilon {} vs dp-accounting {want} (rel {err:.2e}; order {} vs {})",
                 got.epsilon, got.order, c["order"]
@@ -53,7 +53,12 @@ fn epsilon_agrees_with_dp_accounting() {
         }
     }
     eprintln!("max relative epsilon error {:.3e} at {}", worst.0, worst.1);
-    assert!(failures.is_empty(), "{} case(s) off:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) off:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -69,8 +74,11 @@ fn noise_search_agrees_with_dp_accounting() {
         let name = format!("target={target} q={q} steps={steps} delta={delta}");
         let got = noise_for_epsilon(target, q, steps, delta).unwrap();
         let err = rel(got.noise_multiplier, want);
-        eprintln!("{name}: noise {} vs {want} (rel {err:.2e})", got.noise_multiplier);
-        if !(err <= TOL) || got.achieved.epsilon > target {
+        eprintln!(
+            "{name}: noise {} vs {want} (rel {err:.2e})",
+            got.noise_multiplier
+        );
+        if err.is_nan() || err > TOL || got.achieved.epsilon > target {
             failures.push(format!(
                 "{name}: noise {} vs dp-accounting {want} (rel {err:.2e}), achieved epsilon {}",
                 got.noise_multiplier, got.achieved.epsilon

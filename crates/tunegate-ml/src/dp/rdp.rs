@@ -195,7 +195,7 @@ fn ln_a_fractional(q: f64, sigma: f64, alpha: f64) -> f64 {
 pub fn rdp_poisson_gaussian(q: f64, noise: f64, orders: &[f64]) -> Result<Vec<f64>, DpError> {
     check_rate(q)?;
     check_noise(noise)?;
-    if let Some(&a) = orders.iter().find(|a| !(**a > 1.0)) {
+    if let Some(&a) = orders.iter().find(|a| a.is_nan() || **a <= 1.0) {
         return Err(invalid("order", a, "Renyi orders must be > 1"));
     }
     Ok(orders
@@ -391,8 +391,8 @@ pub fn schedule_from_epochs(
     } else {
         (epochs * dataset_size as f64 / batch_size as f64).ceil() as u128
     };
-    let steps = u64::try_from(steps)
-        .map_err(|_| invalid("epochs", epochs, "give more than 2^64 steps"))?;
+    let steps =
+        u64::try_from(steps).map_err(|_| invalid("epochs", epochs, "give more than 2^64 steps"))?;
     check_steps(steps)?;
     Ok((q, steps))
 }
@@ -439,7 +439,10 @@ mod tests {
         let rdp = rdp_poisson_gaussian(1.0, 2.0, &[3.0]).unwrap();
         assert_eq!(rdp, vec![3.0 / 8.0]);
         let tiny = epsilon(1.0, 0.01, 1000, 1e-300).unwrap();
-        assert!(tiny.epsilon.is_finite() && tiny.epsilon > epsilon(1.0, 0.01, 1000, 1e-5).unwrap().epsilon);
+        assert!(
+            tiny.epsilon.is_finite()
+                && tiny.epsilon > epsilon(1.0, 0.01, 1000, 1e-5).unwrap().epsilon
+        );
         let huge = epsilon(1.0, 0.01, u64::MAX, 1e-5).unwrap();
         assert!(huge.epsilon.is_finite() && huge.epsilon > 1e6);
     }
@@ -468,7 +471,12 @@ mod tests {
         assert!(r.achieved.epsilon <= 2.0);
         let below = r.noise_multiplier * (1.0 - 2.0 * NOISE_RELATIVE_TOLERANCE);
         assert!(epsilon(below, 0.01, 1000, 1e-5).unwrap().epsilon > 2.0);
-        assert_eq!(noise_for_epsilon(1.0, 0.0, 10, 1e-5).unwrap().noise_multiplier, 0.0);
+        assert_eq!(
+            noise_for_epsilon(1.0, 0.0, 10, 1e-5)
+                .unwrap()
+                .noise_multiplier,
+            0.0
+        );
     }
 
     #[test]
