@@ -15,6 +15,9 @@
 //!   log-erfc that stays accurate far into the tail. The series stops once both halves are
 //!   decreasing and 30 nats below the running total; an order that has not converged after
 //!   1000 terms is dropped (its RDP is taken as ∞), exactly as the reference does.
+//!   Where ln A_α is so small (σ in the millions) that rounding could make it ≤ 0, integer
+//!   orders sum only the non-negative excess over 1 and fractional orders take the next integer
+//!   order's value (an upper bound): the reference can report ε = 0 there, tunegate does not.
 //! - **Composition**: RDP adds up, so `steps` identical steps multiply it by `steps`.
 //! - **Conversion to (ε, δ)**: the improved bound of Balle et al. 2020 / Canonne, Kamath and
 //!   Steinke 2020, ε = min over α of RDP + ln(1 - 1/α) - ln(δ α) / (α - 1), with the KL bound
@@ -141,19 +144,35 @@ fn ln_erfc(x: f64) -> f64 {
 }
 
 /// `ln A_α` for integer α and 0 < q < 1.
+///
+/// The binomial weights sum to 1, so A_α = 1 + Σ_{i≥2} w_i (exp(c_i) - 1) with
+/// c_i = (i² - i) / (2σ²) ≥ 0: summing the non-negative excess in log space and adding 1 with
+/// `ln_1p` keeps ln A_α ≥ 0 and accurate even when it is far below f64 rounding of 1 (huge σ),
+/// where summing the raw terms can round to a negative RDP.
 fn ln_a_integer(q: f64, sigma: f64, alpha: u64) -> f64 {
     let a = alpha as f64;
     let ln_q = q.ln();
     let ln_1mq = (-q).ln_1p();
     let two_var = 2.0 * sigma * sigma;
-    let mut acc = f64::NEG_INFINITY;
-    for i in 0..=alpha {
+    let mut excess = f64::NEG_INFINITY;
+    for i in 2..=alpha {
         let i = i as f64;
+        let c = (i * i - i) / two_var;
+        if c <= 0.0 {
+            continue; // exp(c) - 1 underflowed to 0
+        }
+        // ln(exp(c) - 1) = c + ln(1 - exp(-c)), accurate for small and large c.
+        let ln_expm1 = c + (-(-c).exp_m1()).ln();
         let coef = ln_binom_abs(a, i) + i * ln_q + (a - i) * ln_1mq;
-        acc = log_add(acc, coef + (i * i - i) / two_var);
+        excess = log_add(excess, coef + ln_expm1);
     }
-    acc
+    log_add(0.0, excess)
 }
+
+/// Below this, a fractional order's ln A_α is within reach of rounding error and is replaced
+/// by the (larger, hence safe) value at the next integer order: Rényi divergence does not
+/// decrease with the order.
+const FRACTIONAL_FLOOR: f64 = 1e-12;
 
 /// `ln A_α` for fractional α and 0 < q < 1; ∞ when the series does not converge.
 fn ln_a_fractional(q: f64, sigma: f64, alpha: f64) -> f64 {
@@ -210,7 +229,13 @@ pub fn rdp_poisson_gaussian(q: f64, noise: f64, orders: &[f64]) -> Result<Vec<f6
             } else if alpha.fract() == 0.0 && alpha <= u64::MAX as f64 {
                 ln_a_integer(q, noise, alpha as u64) / (alpha - 1.0)
             } else {
-                ln_a_fractional(q, noise, alpha) / (alpha - 1.0)
+                let ln_a = ln_a_fractional(q, noise, alpha);
+                let ln_a = if ln_a < FRACTIONAL_FLOOR {
+                    ln_a_integer(q, noise, alpha.ceil() as u64)
+                } else {
+                    ln_a
+                };
+                ln_a / (alpha - 1.0)
             }
         })
         .collect())
@@ -477,6 +502,18 @@ mod tests {
                 .noise_multiplier,
             0.0
         );
+    }
+
+    #[test]
+    fn unreachable_target_is_an_error_not_a_huge_noise() {
+        // At δ = 1e-300 the default orders cannot bring ε below about 0.667, however large σ is;
+        // a rounding-negative RDP once made the search "succeed" with ε = 0 at σ ≈ 7e7.
+        let e = noise_for_epsilon(0.1, 0.5, 10, 1e-300).unwrap_err();
+        assert!(matches!(e, DpError::Unreachable { .. }), "{e}");
+        for noise in [1e4, 1e6, 7.3e7, 1e9] {
+            let a = epsilon(noise, 0.5, 10, 1e-300).unwrap();
+            assert!(a.epsilon > 0.66, "noise {noise}: {a:?}");
+        }
     }
 
     #[test]

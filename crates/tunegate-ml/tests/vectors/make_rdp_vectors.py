@@ -27,6 +27,18 @@ RATES = [0.001, 0.004, 0.01, 0.05, 0.1, 0.5, 1.0]
 STEPS = [1, 10, 100, 1000, 10000]
 DELTAS = [1e-5, 1e-7]
 
+# Extremes: huge noise (per-step RDP near f64 rounding), huge step counts, tiny delta.
+EXTREME_CASES = [
+    (1e4, 0.5, 10, 1e-300),
+    (1e6, 0.5, 10, 1e-300),
+    (1e6, 0.5, 10, 1e-10),
+    (72789824.0, 0.5, 10, 1e-10),
+    (72789824.0, 0.5, 10, 1e-300),
+    (1.0, 0.01, 2**62, 1e-5),
+    (1.0, 0.01, 1000, 1e-300),
+    (0.3, 0.01, 100, 1e-5),
+]
+
 # (target epsilon, sample rate, steps, delta) for the noise-multiplier search.
 NOISE_CASES = [
     (1.0, 0.01, 1000, 1e-5),
@@ -70,6 +82,10 @@ def main():
                         continue
                     cases.append(dict(noise_multiplier=noise, sample_rate=q, steps=steps,
                                       delta=delta, epsilon=eps, order=order))
+    for noise, q, steps, delta in EXTREME_CASES:
+        eps, order = epsilon(noise, q, steps, delta)
+        cases.append(dict(noise_multiplier=noise, sample_rate=q, steps=steps, delta=delta,
+                          epsilon=eps, order=order))
     noise_cases = []
     for target, q, steps, delta in NOISE_CASES:
         noise = dp_accounting.calibrate_dp_mechanism(
