@@ -76,6 +76,9 @@ enum Command {
     /// Dependency gate: pins, hashes, sources and known-compromised releases of Python deps.
     #[command(subcommand)]
     Deps(DepsCmd),
+    /// DP-SGD privacy accounting: epsilon for a noise multiplier, or the noise for an epsilon.
+    #[command(subcommand)]
+    Dp(crate::dp_cmd::DpCmd),
 }
 
 #[derive(Subcommand)]
@@ -251,6 +254,7 @@ pub fn run() -> Result<u8> {
     match cli.command {
         Command::Checks { format } => checks(&format),
         Command::Monitor { args } => crate::monitor_cmd::run(&args),
+        Command::Dp(c) => crate::dp_cmd::run(&c),
         Command::Keygen(a) => crate::sign_cmd::keygen(&a),
         Command::Sign(a) => crate::sign_cmd::sign(&a),
         Command::Verify(a) => crate::sign_cmd::verify(&a),

@@ -4,6 +4,7 @@
 //! `--fail-on`, or lock drift), 2 a usage or input error (unreadable file, bad config). Reports
 //! go to stdout or `--output`; progress and chatter go to stderr and never into a report.
 mod cli;
+mod dp_cmd;
 mod infra_cmd;
 mod lint_cmd;
 mod model_cmd;
