@@ -15,7 +15,7 @@ use tunegate_dataset::Schema;
     name = "tunegate",
     version,
     about = "Gates for every stage of an ML fine-tuning pipeline",
-    long_about = "tunegate checks fine-tuning datasets before training: a lock of content hashes verified on every run, and a poisoning scan (duplicates, trigger tokens, invisible Unicode, outliers, instruction/response mismatch, suspicious content, label noise, preference pairs).\n\nExit codes: 0 pass, 1 gate failed, 2 usage or input error."
+    long_about = "tunegate is a gate at every stage of a fine-tuning pipeline: dataset lock and poisoning scan, base-model scan/approval/fingerprints, pipeline lint, training-infrastructure and dependency policy, model signing and signed evidence, and a production output monitor. Every gate writes a report with stable check ids (text, JSON, SARIF, HTML).\n\nExit codes: 0 pass, 1 gate failed, 2 usage or input error."
 )]
 struct Cli {
     #[command(subcommand)]
