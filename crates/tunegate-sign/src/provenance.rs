@@ -232,8 +232,10 @@ pub fn statement(r: &RunRecord) -> Statement {
             ));
         }
         deps.push(role_desc(
-            obj(json!({"name": d.lock_path, "digest": {"sha256": d.lock_sha256},
-                "annotations": {"tunegate.lockDigest": d.content_digest}})),
+            obj(
+                json!({"name": d.lock_path, "digest": {"sha256": d.lock_sha256},
+                "annotations": {"tunegate.lockDigest": d.content_digest}}),
+            ),
             "dataset-lock",
         ));
     }
@@ -251,7 +253,11 @@ pub fn statement(r: &RunRecord) -> Statement {
         ));
     }
     if let Some(c) = &r.git.commit {
-        let uri = r.git.uri.clone().unwrap_or_else(|| r.working_directory.clone());
+        let uri = r
+            .git
+            .uri
+            .clone()
+            .unwrap_or_else(|| r.working_directory.clone());
         let mut d = obj(json!({"uri": format!("git+{uri}@{c}"), "digest": {"gitCommit": c}}));
         if let Some(dirty) = r.git.dirty {
             d.insert("annotations".into(), json!({"tunegate.dirty": dirty}));
@@ -304,8 +310,10 @@ pub fn statement(r: &RunRecord) -> Statement {
         .iter()
         .map(|l| {
             role_desc(
-                obj(json!({"name": l.name, "uri": l.uri, "digest": {"sha256": l.sha256},
-                    "annotations": {"tunegate.size": l.size}})),
+                obj(
+                    json!({"name": l.name, "uri": l.uri, "digest": {"sha256": l.sha256},
+                    "annotations": {"tunegate.size": l.size}}),
+                ),
                 "log",
             )
         })
@@ -416,7 +424,9 @@ impl Recorded {
         if bt != BUILD_TYPE {
             return Err(format!("build type '{bt}' is not {BUILD_TYPE}"));
         }
-        let rd = p.get("runDetails").ok_or("the predicate has no runDetails")?;
+        let rd = p
+            .get("runDetails")
+            .ok_or("the predicate has no runDetails")?;
         let deps = bd
             .get("resolvedDependencies")
             .and_then(Value::as_array)
@@ -443,9 +453,10 @@ impl Recorded {
             match role {
                 "output" => {
                     has_outputs = true;
-                    let d = s.digest.get("sha256").ok_or_else(|| {
-                        format!("subject '{}' has no sha256 digest", s.name)
-                    })?;
+                    let d = s
+                        .digest
+                        .get("sha256")
+                        .ok_or_else(|| format!("subject '{}' has no sha256 digest", s.name))?;
                     outputs.push(Material {
                         name: s.name.clone(),
                         digest: d.to_ascii_lowercase(),
@@ -616,9 +627,9 @@ pub fn diff_materials(recorded: &[Material], reference: &[FileDigest]) -> Vec<St
     for (p, d) in &refm {
         match rec.get(p) {
             None => out.push(format!("approved but not recorded by the run: {p}")),
-            Some(r) if !r.eq_ignore_ascii_case(d) => {
-                out.push(format!("changed: {p} (run sha256 {r}, approved sha256 {d})"))
-            }
+            Some(r) if !r.eq_ignore_ascii_case(d) => out.push(format!(
+                "changed: {p} (run sha256 {r}, approved sha256 {d})"
+            )),
             Some(_) => {}
         }
     }
@@ -693,7 +704,9 @@ mod tests {
         RunRecord {
             command: vec!["python".into(), "train.py".into()],
             working_directory: "/w".into(),
-            hparams: Some(json!({"path": "hp.json", "sha256": "ab".repeat(32), "values": {"lr": 0.1}})),
+            hparams: Some(
+                json!({"path": "hp.json", "sha256": "ab".repeat(32), "values": {"lr": 0.1}}),
+            ),
             dataset: Some(DatasetRecord {
                 lock_path: "tunegate.lock".into(),
                 lock_sha256: "cd".repeat(32),
@@ -769,7 +782,10 @@ mod tests {
         assert_eq!(r.exit, (Some(3), None, false));
         assert_eq!(r.dirty, Some(true));
         assert_eq!(r.drift_allowed.as_ref().unwrap().len(), 1);
-        let ids: Vec<String> = run_findings(&r, "p.json").into_iter().map(|f| f.id).collect();
+        let ids: Vec<String> = run_findings(&r, "p.json")
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
         assert_eq!(ids, ["S045", "S046", "S047"]);
         let src = back.predicate["buildDefinition"]["resolvedDependencies"]
             .as_array()

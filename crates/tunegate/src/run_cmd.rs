@@ -139,11 +139,13 @@ fn lock_path(a: &RunArgs, cfg: Option<&Config>) -> Option<PathBuf> {
     }
     if let Some(c) = cfg {
         if let Some(d) = &c.dataset {
-            return Some(c.resolve(
-                d.lock
-                    .as_deref()
-                    .unwrap_or(Path::new(tunegate_core::lock::FILE_NAME)),
-            ));
+            return Some(
+                c.resolve(
+                    d.lock
+                        .as_deref()
+                        .unwrap_or(Path::new(tunegate_core::lock::FILE_NAME)),
+                ),
+            );
         }
     }
     let d = PathBuf::from(tunegate_core::lock::FILE_NAME);
@@ -180,11 +182,9 @@ fn record_dataset(path: &Path, allow_drift: bool) -> Result<DatasetRecord> {
 }
 
 fn record_base(path: &Path) -> Result<BaseRecord> {
-    let tree = tunegate_artifact::hash::hash_tree(
-        path,
-        &tunegate_artifact::hash::HashOptions::default(),
-    )
-    .with_context(|| format!("hashing the base model {}", path.display()))?;
+    let tree =
+        tunegate_artifact::hash::hash_tree(path, &tunegate_artifact::hash::HashOptions::default())
+            .with_context(|| format!("hashing the base model {}", path.display()))?;
     Ok(BaseRecord {
         path: path.display().to_string(),
         folder_digest: tree.folder_digest(),
@@ -231,7 +231,11 @@ pub fn hparams_from_command(argv: &[String]) -> Option<PathBuf> {
 fn yaml_to_json(n: &tunegate_infra::yaml::Node) -> Value {
     use tunegate_infra::yaml::Value as Y;
     match &n.value {
-        Y::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), yaml_to_json(v))).collect()),
+        Y::Map(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), yaml_to_json(v)))
+                .collect(),
+        ),
         Y::Seq(s) => Value::Array(s.iter().map(yaml_to_json).collect()),
         Y::Scalar(t, false) => json!(t),
         Y::Scalar(t, true) => match t.as_str() {
@@ -793,8 +797,11 @@ pub fn run(a: &RunArgs) -> Result<u8> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", d.display()))?
                 .is_empty();
         if has_files {
-            let (bundle, m) =
-                tunegate_sign::sign::sign_model(d, &key, &tunegate_sign::manifest::WalkOptions::default())?;
+            let (bundle, m) = tunegate_sign::sign::sign_model(
+                d,
+                &key,
+                &tunegate_sign::manifest::WalkOptions::default(),
+            )?;
             let sp = default_sig(d);
             std::fs::write(&sp, bundle.to_json())
                 .with_context(|| format!("writing {}", sp.display()))?;
@@ -871,8 +878,8 @@ fn finding(check: &tunegate_core::CheckInfo, msg: String, at: &Path) -> tunegate
 pub fn attest_verify(a: &AttestVerifyArgs, fail_on: Option<Severity>) -> Result<Report> {
     let key = tunegate_sign::keys::load_public_key(&a.key)?;
     let mut r = Report::new("provenance", fail_on.unwrap_or(Severity::High));
-    let bytes =
-        std::fs::read(&a.provenance).with_context(|| format!("reading {}", a.provenance.display()))?;
+    let bytes = std::fs::read(&a.provenance)
+        .with_context(|| format!("reading {}", a.provenance.display()))?;
     r.subjects.push(Subject::sha256(
         a.provenance.display().to_string(),
         tunegate_core::digest::sha256_hex(&bytes),
@@ -900,7 +907,10 @@ pub fn attest_verify(a: &AttestVerifyArgs, fail_on: Option<Severity>) -> Result<
         Err(why) => {
             r.findings.push(finding(
                 &checks::PROV_INVALID,
-                format!("{}: not a tunegate run provenance: {why}", a.provenance.display()),
+                format!(
+                    "{}: not a tunegate run provenance: {why}",
+                    a.provenance.display()
+                ),
                 &a.provenance,
             ));
             r.finish();
@@ -974,9 +984,11 @@ pub fn attest_verify(a: &AttestVerifyArgs, fail_on: Option<Severity>) -> Result<
         let bytes = std::fs::read(ap).with_context(|| format!("reading {}", ap.display()))?;
         let list = tunegate_artifact::approved::parse(&ap.display().to_string(), &bytes)?;
         let entry = match &a.model {
-            Some(id) => list.models.iter().find(|m| &m.id == id).with_context(|| {
-                format!("{}: no entry with id '{id}'", ap.display())
-            })?,
+            Some(id) => list
+                .models
+                .iter()
+                .find(|m| &m.id == id)
+                .with_context(|| format!("{}: no entry with id '{id}'", ap.display()))?,
             None if list.models.len() == 1 => &list.models[0],
             None => bail!(
                 "{} has {} entries: name the base model's with --model",

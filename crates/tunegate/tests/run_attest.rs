@@ -35,13 +35,24 @@ fn setup() -> tempfile::TempDir {
     std::fs::create_dir_all(d.join("base")).unwrap();
     std::fs::write(d.join("base/model.safetensors"), b"base-weights").unwrap();
     std::fs::write(d.join("base/config.json"), b"{\"layers\":2}").unwrap();
-    std::fs::write(d.join("hp.yaml"), "lr: 0.0002\nepochs: 3\nname: \"run-1\"\n").unwrap();
+    std::fs::write(
+        d.join("hp.yaml"),
+        "lr: 0.0002\nepochs: 3\nname: \"run-1\"\n",
+    )
+    .unwrap();
     t
 }
 
 fn run_trainer(d: &Path, script: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
     let mut args: Vec<&str> = vec![
-        "run", "--key", "k.pem", "--out-dir", "out", "--base", "base", "-q",
+        "run",
+        "--key",
+        "k.pem",
+        "--out-dir",
+        "out",
+        "--base",
+        "base",
+        "-q",
     ];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--", "sh", "-c", script, "trainer", "--config", "hp.yaml"]);
@@ -53,12 +64,7 @@ fn attest(d: &Path, extra: &[&str]) -> (i32, Value) {
     if !extra.contains(&"--key") {
         args.extend_from_slice(&["--key", "k.pub"]);
     }
-    args.extend_from_slice(&[
-        "--artifact",
-        "out",
-        "--format",
-        "json",
-    ]);
+    args.extend_from_slice(&["--artifact", "out", "--format", "json"]);
     args.extend_from_slice(extra);
     let out = tg(d).args(&args).output().unwrap();
     let code = out.status.code().unwrap();
@@ -205,8 +211,9 @@ fn run_writes_signed_provenance_that_verifies() {
     assert_eq!(code, 0, "{rep:#}");
     assert_eq!(rep["gate"], "provenance");
     let found = ids(&rep);
-    assert!(!found.iter().any(|i| ["S040", "S041", "S042", "S043", "S044", "S045", "S047"]
-        .contains(&i.as_str())));
+    assert!(!found
+        .iter()
+        .any(|i| ["S040", "S041", "S042", "S043", "S044", "S045", "S047"].contains(&i.as_str())));
     // The output folder's model-signing signature verifies with `tunegate verify`.
     tg(d)
         .args(["verify", "out", "--key", "k.pub", "-q"])
@@ -247,7 +254,10 @@ fn tampered_outputs_are_named() {
     std::fs::remove_file(d.join("out/ckpt/config.json")).unwrap();
     let (code, rep) = attest(d, &[]);
     assert_eq!(code, 1);
-    assert!(rep.to_string().contains("missing: ckpt/config.json"), "{rep:#}");
+    assert!(
+        rep.to_string().contains("missing: ckpt/config.json"),
+        "{rep:#}"
+    );
 }
 
 #[test]
@@ -306,11 +316,29 @@ fn lock_changed_since_the_run_and_wrong_base_are_named() {
     assert!(rep.to_string().contains("changed: model.safetensors"));
     // Through an approved-model list: the approved entry matches, another entry does not.
     tg(d)
-        .args(["model", "approve", "base", "--id", "org/base", "--approved", "approved.toml", "-q"])
+        .args([
+            "model",
+            "approve",
+            "base",
+            "--id",
+            "org/base",
+            "--approved",
+            "approved.toml",
+            "-q",
+        ])
         .assert()
         .success();
     tg(d)
-        .args(["model", "approve", "other-base", "--id", "org/other", "--approved", "approved.toml", "-q"])
+        .args([
+            "model",
+            "approve",
+            "other-base",
+            "--id",
+            "org/other",
+            "--approved",
+            "approved.toml",
+            "-q",
+        ])
         .assert()
         .success();
     let (code, rep) = attest(d, &["--approved", "approved.toml", "--model", "org/base"]);
@@ -321,8 +349,15 @@ fn lock_changed_since_the_run_and_wrong_base_are_named() {
     // Several entries and no --model: a usage error, not a guess.
     tg(d)
         .args([
-            "attest", "verify", "out.provenance.json", "--key", "k.pub", "--artifact", "out",
-            "--approved", "approved.toml",
+            "attest",
+            "verify",
+            "out.provenance.json",
+            "--key",
+            "k.pub",
+            "--artifact",
+            "out",
+            "--approved",
+            "approved.toml",
         ])
         .assert()
         .code(2)
@@ -333,7 +368,12 @@ fn lock_changed_since_the_run_and_wrong_base_are_named() {
 fn failing_trainer_is_recorded_and_its_status_returned() {
     let t = setup();
     let d = t.path();
-    run_trainer(d, "mkdir -p out && echo partial > out/adapter.bin && exit 3", &[]).code(3);
+    run_trainer(
+        d,
+        "mkdir -p out && echo partial > out/adapter.bin && exit 3",
+        &[],
+    )
+    .code(3);
     assert!(d.join("out.provenance.json").is_file());
     let st = statement(d);
     let exit = role(&st["predicate"]["runDetails"]["byproducts"], "exit-status");
@@ -398,7 +438,18 @@ fn config_supplies_lock_and_base_and_strict_parsing_holds() {
     )
     .unwrap();
     tg(d)
-        .args(["run", "--key", "k.pem", "--out-dir", "out", "-q", "--", "sh", "-c", TRAINER])
+        .args([
+            "run",
+            "--key",
+            "k.pem",
+            "--out-dir",
+            "out",
+            "-q",
+            "--",
+            "sh",
+            "-c",
+            TRAINER,
+        ])
         .assert()
         .success();
     let st = statement(d);
@@ -443,16 +494,25 @@ fn git_state_is_recorded_and_a_dirty_tree_reported() {
     let head = head.trim();
     run_trainer(d, TRAINER, &[]).success();
     let st = statement(d);
-    let src = role(&st["predicate"]["buildDefinition"]["resolvedDependencies"], "source");
+    let src = role(
+        &st["predicate"]["buildDefinition"]["resolvedDependencies"],
+        "source",
+    );
     assert_eq!(src[0]["digest"]["gitCommit"], head);
-    assert!(src[0]["uri"].as_str().unwrap().ends_with(&format!("@{head}")));
+    assert!(src[0]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("@{head}")));
     assert_eq!(src[0]["annotations"]["tunegate.dirty"], false);
     assert!(!ids(&attest(d, &[]).1).contains(&"S046".to_string()));
 
     std::fs::write(d.join("train.py"), "print('patched')\n").unwrap();
     run_trainer(d, TRAINER, &[]).success();
     let (code, rep) = attest(d, &[]);
-    assert_eq!(code, 0, "a dirty tree is medium: reported, not failing at --fail-on high");
+    assert_eq!(
+        code, 0,
+        "a dirty tree is medium: reported, not failing at --fail-on high"
+    );
     assert!(ids(&rep).contains(&"S046".to_string()));
     let (code, _) = attest(d, &["--fail-on", "medium"]);
     assert_eq!(code, 1);
@@ -468,7 +528,16 @@ fn sigterm_is_forwarded_to_the_trainer_and_recorded() {
     let mut child = std::process::Command::new(bin)
         .current_dir(d)
         .args([
-            "run", "--key", "k.pem", "--out-dir", "out", "-q", "--", "sh", "-c", script,
+            "run",
+            "--key",
+            "k.pem",
+            "--out-dir",
+            "out",
+            "-q",
+            "--",
+            "sh",
+            "-c",
+            script,
         ])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -486,7 +555,11 @@ fn sigterm_is_forwarded_to_the_trainer_and_recorded() {
         .unwrap();
     assert!(k.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(7), "tunegate returns the trainer's status");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "tunegate returns the trainer's status"
+    );
     assert_eq!(
         std::fs::read_to_string(d.join("out/got-term")).unwrap(),
         "term\n"
@@ -507,9 +580,14 @@ fn statement_validates_with_in_toto_attestation() {
     };
     let t = setup();
     let d = t.path();
-    run_trainer(d, TRAINER, &["--image-digest", &format!("sha256:{}", "ab".repeat(32))])
-        .success();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/validate_provenance.py");
+    run_trainer(
+        d,
+        TRAINER,
+        &["--image-digest", &format!("sha256:{}", "ab".repeat(32))],
+    )
+    .success();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/validate_provenance.py");
     let out = std::process::Command::new(py)
         .arg(&script)
         .arg(d.join("out.provenance.json"))
