@@ -771,6 +771,32 @@ pub fn run(a: &RunArgs) -> Result<u8> {
         ),
     };
 
+    if let Some(d) = &a.out_dir {
+        if d.is_dir() {
+            let canon =
+                std::fs::canonicalize(d).with_context(|| format!("resolving {}", d.display()))?;
+            for p in [&prov_path, &logs_dir] {
+                let parent = p
+                    .parent()
+                    .filter(|x| !x.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                if std::fs::canonicalize(parent).is_ok_and(|pp| pp.starts_with(&canon)) {
+                    bail!(
+                        "{} would be written inside the output folder {} (it would sign its own provenance); give an --out-dir below the current directory or another --provenance",
+                        p.display(),
+                        d.display()
+                    );
+                }
+            }
+            if std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()) {
+                say(format!(
+                    "note: {} is not empty: files already there are covered by the provenance as outputs of this run",
+                    d.display()
+                ));
+            }
+        }
+    }
+
     // The run.
     let started_on = now();
     say(format!("running {:?}", a.command));
@@ -1074,4 +1100,51 @@ pub fn attest_verify(a: &AttestVerifyArgs, fail_on: Option<Severity>) -> Result<
     r.summary.records = Some(rec.outputs.len() as u64);
     r.finish();
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_stripped_from_remotes() {
+        assert_eq!(
+            strip_userinfo("https://user:ghp_secret@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            strip_userinfo("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+        assert_eq!(strip_userinfo("https://h/x@y"), "https://h/x@y");
+    }
+
+    #[test]
+    fn hparams_are_found_in_the_trainer_arguments() {
+        let d = tempfile::tempdir().unwrap();
+        let y = d.path().join("hp.yaml");
+        std::fs::write(&y, "lr: 1\n").unwrap();
+        let ys = y.display().to_string();
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            hparams_from_command(&argv(&["python", "t.py", "--config", &ys])),
+            Some(y.clone())
+        );
+        assert_eq!(
+            hparams_from_command(&argv(&["python", "t.py", &format!("--config_file={ys}")])),
+            Some(y.clone())
+        );
+        // Not an existing file of a known format: nothing is guessed.
+        assert_eq!(
+            hparams_from_command(&argv(&["python", "t.py", "--config", "missing.yaml"])),
+            None
+        );
+        assert_eq!(
+            hparams_from_command(&argv(&["python", "t.py", "--other", &ys])),
+            None
+        );
+        let v = read_hparams(&y).unwrap();
+        assert_eq!(v["values"]["lr"], 1);
+        assert_eq!(v["format"], "yaml");
+    }
 }

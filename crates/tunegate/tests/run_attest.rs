@@ -392,6 +392,23 @@ fn failing_trainer_is_recorded_and_its_status_returned() {
     let (code, rep) = attest(d, &[]);
     assert_eq!(code, 1);
     assert!(ids(&rep).contains(&"S042".to_string()));
+    // Provenance inside the output folder would sign itself: refused before running.
+    tg(d)
+        .args([
+            "run",
+            "--key",
+            "k.pem",
+            "--out-dir",
+            ".",
+            "-q",
+            "--",
+            "touch",
+            "ran",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("inside the output folder"));
+    assert!(!d.join("ran").exists());
     // A command that cannot start is an input error.
     tg(d)
         .args(["run", "--key", "k.pem", "-q", "--", "/nonexistent/trainer"])
