@@ -618,3 +618,93 @@ fn statement_validates_with_in_toto_attestation() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+#[cfg(unix)]
+#[test]
+fn gpus_and_venv_packages_are_recorded() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = setup();
+    let d = t.path();
+    // A stand-in nvidia-smi that answers the --query-gpu call.
+    let bin = d.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        "#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 550.54.15, 81559 MiB, GPU-1234'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A virtualenv with two installed distributions (never executed).
+    let sp = d.join("venv/lib/python3.11/site-packages");
+    for (n, v) in [("torch", "2.5.1"), ("peft", "0.13.2")] {
+        let di = sp.join(format!("{n}-{v}.dist-info"));
+        std::fs::create_dir_all(&di).unwrap();
+        std::fs::write(
+            di.join("METADATA"),
+            format!("Metadata-Version: 2.1\nName: {n}\nVersion: {v}\n\nlong text\n"),
+        )
+        .unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    tg(d)
+        .env("PATH", path)
+        .env("VIRTUAL_ENV", d.join("venv"))
+        .args([
+            "run",
+            "--key",
+            "k.pem",
+            "--out-dir",
+            "out",
+            "-q",
+            "--",
+            "sh",
+            "-c",
+            TRAINER,
+        ])
+        .assert()
+        .success();
+    let st = statement(d);
+    let env = &st["predicate"]["buildDefinition"]["internalParameters"]["environment"];
+    assert_eq!(env["gpus"][0]["name"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(env["gpus"][0]["driver"], "550.54.15");
+    assert_eq!(
+        env["python"]["packages"],
+        serde_json::json!(["peft==0.13.2", "torch==2.5.1"])
+    );
+    // Without nvidia-smi, absence is recorded, not an error.
+    tg(d)
+        .env("PATH", "/usr/bin:/bin")
+        .args([
+            "run",
+            "--key",
+            "k.pem",
+            "--out-dir",
+            "out2",
+            "-q",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p out2 && echo x > out2/a",
+        ])
+        .assert()
+        .success();
+    let b: Value =
+        serde_json::from_slice(&std::fs::read(d.join("out2.provenance.json")).unwrap()).unwrap();
+    let p: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(b["dsseEnvelope"]["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let gpus = &p["predicate"]["buildDefinition"]["internalParameters"]["environment"]["gpus"];
+    if std::path::Path::new("/usr/bin/nvidia-smi").exists() {
+        assert!(gpus.is_array());
+    } else {
+        assert!(gpus["absent"].as_str().unwrap().contains("nvidia-smi"));
+    }
+}
