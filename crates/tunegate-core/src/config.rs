@@ -20,6 +20,9 @@ pub struct Config {
     /// The dependency gate (requirements, pip freeze, uv.lock, poetry.lock).
     #[serde(default)]
     pub deps: Option<DepsConfig>,
+    /// The base model a run starts from (`tunegate run`, `tunegate attest verify`).
+    #[serde(default)]
+    pub model: Option<ModelConfig>,
     /// Directory of the config file (set by [`Config::load`]).
     #[serde(skip)]
     pub root: PathBuf,
@@ -74,6 +77,21 @@ pub struct DepsConfig {
     /// OSV advisory files or folders (read offline).
     #[serde(default)]
     pub advisories: Vec<PathBuf>,
+}
+
+/// `[model]`: the base model of the pipeline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The base model folder or file (hashed and recorded by `tunegate run`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The approved-model list (`tunegate model approve`).
+    #[serde(default)]
+    pub approved: Option<PathBuf>,
+    /// The approved-list entry id of the base model.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 /// `[report]`.

@@ -29,6 +29,24 @@ tunegate_core::declare_checks! {
         "A certificate or keyless bundle was checked against its leaf key only: the X.509 chain, Fulcio identity and transparency log were not verified offline.";
     CHAIN_INVALID = "S014", "sign.chain-invalid", High,
         "A certificate-method bundle's X.509 chain does not verify to the given trust anchors (signature, names, CA flag, validity at signing time, key usage).";
+    PROV_SIGNATURE = "S040", "sign.provenance-signature", Critical,
+        "The run's provenance bundle does not verify with the trusted key (malformed bundle, another signer, or a changed statement).";
+    PROV_INVALID = "S041", "sign.provenance-invalid", High,
+        "The signed statement is not a tunegate SLSA v1 provenance (wrong predicate or build type, missing fields).";
+    PROV_SUBJECT_MISMATCH = "S042", "sign.provenance-subject-mismatch", Critical,
+        "The artifact folder does not match the provenance subjects: a file changed, was added or was removed since the run.";
+    PROV_LOCK_MISMATCH = "S043", "sign.provenance-lock-mismatch", Critical,
+        "The given dataset lock's file digests differ from the data the run recorded as resolved dependencies (or the run recorded no data).";
+    PROV_BASE_MISMATCH = "S044", "sign.provenance-base-mismatch", Critical,
+        "The given base model (folder or approved-list entry) differs from the base model files the run recorded.";
+    PROV_RUN_FAILED = "S045", "sign.provenance-run-failed", High,
+        "The training command exited non-zero or was killed by a signal: the artifact is the output of a failed run.";
+    PROV_DIRTY_TREE = "S046", "sign.provenance-dirty-tree", Medium,
+        "The training code's git working tree had uncommitted changes (or its state was unknown): the recorded commit does not pin the code that ran.";
+    PROV_DRIFT_ALLOWED = "S047", "sign.provenance-drift-allowed", High,
+        "The run was started with --allow-drift while the dataset differed from its lock: the data trained on is not the approved data.";
+    PROV_UNCHECKED = "S048", "sign.provenance-unchecked", Info,
+        "A recorded material was not checked because no reference was given (pass --lock and --base or --approved to answer \"approved data, approved base?\").";
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod hashing;
 pub mod keys;
 pub mod manifest;
+pub mod provenance;
 pub mod report;
 pub mod sign;
 pub mod statement;

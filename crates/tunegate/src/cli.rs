@@ -70,6 +70,13 @@ enum Command {
     Verify(crate::sign_cmd::VerifyArgs),
     /// Sign a gate's JSON report as evidence (subjects = the scanned artifacts' digests).
     SignReport(crate::sign_cmd::SignReportArgs),
+    /// Run a trainer command and write signed SLSA provenance of the run: the verified dataset
+    /// lock, base-model digests, git state, command, environment and hyperparameters before;
+    /// output digests, logs and exit status after. Exits with the trainer's status when it fails.
+    Run(crate::run_cmd::RunArgs),
+    /// Verify attestations of training runs.
+    #[command(subcommand)]
+    Attest(AttestCmd),
     /// Training-infrastructure gate: Kubernetes and IAM policy checks, isolated-job generator.
     #[command(subcommand)]
     Infra(InfraCmd),
@@ -244,6 +251,19 @@ enum DatasetCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum AttestCmd {
+    /// Verify a run's provenance: signature, artifact against the subjects, and (when given)
+    /// the dataset lock and base model against the recorded materials. Exits 1 naming each
+    /// mismatch.
+    Verify {
+        #[command(flatten)]
+        args: crate::run_cmd::AttestVerifyArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+}
+
 fn parse_schema(s: &str) -> Result<Schema, String> {
     s.parse()
 }
@@ -259,6 +279,11 @@ pub fn run() -> Result<u8> {
         Command::Sign(a) => crate::sign_cmd::sign(&a),
         Command::Verify(a) => crate::sign_cmd::verify(&a),
         Command::SignReport(a) => crate::sign_cmd::sign_report(&a),
+        Command::Run(a) => crate::run_cmd::run(&a),
+        Command::Attest(AttestCmd::Verify { args, report }) => {
+            let rep = crate::run_cmd::attest_verify(&args, report.fail_on)?;
+            report.emit(&rep, "")
+        }
         Command::Dataset(DatasetCmd::Scan {
             paths,
             flags,

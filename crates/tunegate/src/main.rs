@@ -10,6 +10,7 @@ mod lint_cmd;
 mod model_cmd;
 mod monitor_cmd;
 mod output;
+mod run_cmd;
 mod sign_cmd;
 
 use std::process::ExitCode;

@@ -114,7 +114,7 @@ pub struct SignReportArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
-fn read_passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
     if let Some(f) = file {
         let t = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         let line = t.lines().next().unwrap_or("");
@@ -129,7 +129,7 @@ fn read_passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
         .map(String::into_bytes))
 }
 
-fn default_sig(path: &Path) -> PathBuf {
+pub(crate) fn default_sig(path: &Path) -> PathBuf {
     let s = path.as_os_str().to_string_lossy();
     let s = s.trim_end_matches('/');
     let s = if s.is_empty() || s == "." {
