@@ -204,35 +204,53 @@ fn main() {
         texts.len() / 10
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let up = stub(tokens).await;
-        let m = Monitor::start(MonitorConfig {
+    // Three runtimes with named threads, so the monitor's CPU time can be read per thread from
+    // /proc (the stub and the load generator share the process). The monitor gets 2 workers, as
+    // `tunegate monitor` does on a 2-core machine.
+    let named = |name: &str, workers: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let rt = named("tg-load", 2);
+    let stub_rt = named("tg-stub", 2);
+    let mon_rt = named("tg-monitor", 2);
+    let up = stub_rt.block_on(stub(tokens));
+    let m = mon_rt
+        .block_on(Monitor::start(MonitorConfig {
             upstream: Some(format!("http://{up}")),
             listen: Some("127.0.0.1:0".into()),
             mode,
             ..Default::default()
-        })
-        .await
+        }))
         .unwrap();
+    rt.block_on(async move {
         println!("mode {mode:?}, {tokens} SSE events per response, {secs}s per cell");
-        println!("| streams | direct req/s | proxy req/s | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms | added p99 ms | errors |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| streams | direct req/s | proxy req/s | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms | added p99 ms | errors | stub CPU µs/req (direct) | monitor CPU µs/req |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for c in concs {
+            let s0 = thread_cpu("tg-stub");
             let (mut dl, dn, de, dw) = load(up, c, secs).await;
+            let s1 = thread_cpu("tg-stub");
+            m.settle().await;
+            let m0 = thread_cpu("tg-monitor");
             let (mut pl, pn, pe, pw) = load(m.addr(), c, secs).await;
+            m.settle().await;
+            let m1 = thread_cpu("tg-monitor");
             let (d50, p50) = (pct(&mut dl, 0.5), pct(&mut pl, 0.5));
             let (d99, p99) = (pct(&mut dl, 0.99), pct(&mut pl, 0.99));
             println!(
-                "| {c} | {:.0} | {:.0} | {d50:.3} | {p50:.3} | {:.3} | {d99:.3} | {p99:.3} | {:.3} | {} |",
+                "| {c} | {:.0} | {:.0} | {d50:.3} | {p50:.3} | {:.3} | {d99:.3} | {p99:.3} | {:.3} | {} | {:.1} | {:.1} |",
                 dn as f64 / dw,
                 pn as f64 / pw,
                 p50 - d50,
                 p99 - d99,
-                de + pe
+                de + pe,
+                (s1 - s0) * 1e6 / dn.max(1) as f64,
+                (m1 - m0) * 1e6 / pn.max(1) as f64,
             );
         }
         m.settle().await;
@@ -240,4 +258,33 @@ fn main() {
         println!("uninspected responses: {uninspected}");
         m.shutdown().await;
     });
+    drop(mon_rt);
+    drop(stub_rt);
+}
+
+/// CPU seconds (user + system) used so far by this process's threads whose name starts with
+/// `prefix` (Linux /proc; 0 elsewhere). Threads that exited are not counted, so runtimes here
+/// keep their workers for the whole run.
+fn thread_cpu(prefix: &str) -> f64 {
+    let mut ticks = 0u64;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if !name.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i - 3).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        ticks += get(14) + get(15);
+    }
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
 }

@@ -48,6 +48,9 @@ struct ModelWindow {
     entries: VecDeque<Entry>,
     /// response hash -> (count, distinct prompts in window)
     by_response: HashMap<u64, HashMap<u64, usize>>,
+    /// Counted window entries whose response was given to more than one distinct prompt
+    /// (kept up to date on every insert and eviction, so O007 costs O(1) per response).
+    repeated: usize,
     baseline: Baseline,
     armed_rep: bool,
     armed_len: bool,
@@ -257,23 +260,24 @@ impl Windows {
         }
         // Window bookkeeping.
         if e.counted {
-            *w.by_response
-                .entry(e.response)
-                .or_default()
-                .entry(e.prompt)
-                .or_default() += 1;
+            let p = w.by_response.entry(e.response).or_default();
+            let before = contribution(p);
+            *p.entry(e.prompt).or_default() += 1;
+            w.repeated = w.repeated + contribution(p) - before;
         }
         w.entries.push_back(e.clone());
         while w.entries.len() > cfg.size.max(1) {
             let old = w.entries.pop_front().expect("non-empty");
             if old.counted {
                 if let Some(p) = w.by_response.get_mut(&old.response) {
+                    let before = contribution(p);
                     if let Some(c) = p.get_mut(&old.prompt) {
                         *c -= 1;
                         if *c == 0 {
                             p.remove(&old.prompt);
                         }
                     }
+                    w.repeated = w.repeated + contribution(p) - before;
                     if p.is_empty() {
                         w.by_response.remove(&old.response);
                         w.cluster_fired.remove(&old.response);
@@ -300,11 +304,15 @@ impl Windows {
         }
         // O007: share of window responses that repeat another prompt's response.
         let n = w.entries.len();
-        let repeated = w
-            .entries
-            .iter()
-            .filter(|x| x.counted && w.by_response.get(&x.response).is_some_and(|p| p.len() > 1))
-            .count();
+        let repeated = w.repeated;
+        debug_assert_eq!(
+            repeated,
+            w.entries
+                .iter()
+                .filter(|x| x.counted
+                    && w.by_response.get(&x.response).is_some_and(|p| p.len() > 1))
+                .count()
+        );
         let rate = repeated as f64 / n as f64;
         w.last_rate = rate;
         if n >= cfg.min_samples {
@@ -361,6 +369,16 @@ impl Windows {
             }
         }
         out
+    }
+}
+
+/// How many window entries one response's prompt counts make "repeated": all of them once the
+/// response was given to two or more distinct prompts, none before.
+fn contribution(prompts: &HashMap<u64, usize>) -> usize {
+    if prompts.len() > 1 {
+        prompts.values().sum()
+    } else {
+        0
     }
 }
 
