@@ -648,3 +648,57 @@ async fn stream_mode_sees_a_secret_split_across_events() {
     assert!(!t.contains("TAILWORD"));
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_mode_relays_a_stalled_stream_then_counts_it_uninspected() {
+    let d = tempfile::tempdir().unwrap();
+    // An upstream that sends an SSE head and one event, then stalls with the stream open.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut open = Vec::new();
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let ev = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half\"}}]}\n\n";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{ev}\r\n",
+                ev.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            open.push(s);
+        }
+    });
+    let m = monitor(stall, d.path(), |c| c.limits.idle_timeout_secs = 1).await;
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("hi", true)),
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.text(), "<<body error>>", "the client sees the stream break");
+    m.settle().await;
+    let met = m.metrics();
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "upstream-idle-timeout")]
+        ),
+        1
+    );
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_requests_total",
+            &[("outcome", "fail-open")]
+        ),
+        1
+    );
+    m.shutdown().await;
+    assert!(ids(&events(d.path())).contains(&"O014".to_string()));
+}
