@@ -282,7 +282,11 @@ fn thread_cpu(prefix: &str) -> f64 {
             continue;
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let get = |i: usize| f.get(i - 3).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        let get = |i: usize| {
+            f.get(i - 3)
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         ticks += get(14) + get(15);
     }
     // USER_HZ is 100 on Linux.

@@ -48,7 +48,12 @@ impl Collected {
     /// Reads one chunk or body from its JSON text: a typed, borrowing parse of the common
     /// shape, and the general [`Collected::absorb`] over a `Value` for anything else (other
     /// types, content-part arrays, duplicate keys). `None` when the text is not JSON.
-    pub fn absorb_json(&mut self, text: &str, max_choices: usize, max_chars: usize) -> Option<bool> {
+    pub fn absorb_json(
+        &mut self,
+        text: &str,
+        max_choices: usize,
+        max_chars: usize,
+    ) -> Option<bool> {
         if let Ok(c) = serde_json::from_str::<Obj<FastChunk>>(text) {
             return Some(self.absorb_fast(&c, max_choices, max_chars));
         }

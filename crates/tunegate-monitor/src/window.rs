@@ -43,11 +43,27 @@ pub struct Baseline {
     pub refusal_rate: Option<f64>,
 }
 
+/// One response's counted window entries: per distinct prompt, and in total.
+#[derive(Default)]
+struct Given {
+    prompts: HashMap<u64, usize>,
+    total: usize,
+}
+
+impl Given {
+    fn len(&self) -> usize {
+        self.prompts.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.prompts.is_empty()
+    }
+}
+
 #[derive(Default)]
 struct ModelWindow {
     entries: VecDeque<Entry>,
-    /// response hash -> (count, distinct prompts in window)
-    by_response: HashMap<u64, HashMap<u64, usize>>,
+    /// response hash -> its window entries per distinct prompt
+    by_response: HashMap<u64, Given>,
     /// Counted window entries whose response was given to more than one distinct prompt
     /// (kept up to date on every insert and eviction, so O007 costs O(1) per response).
     repeated: usize,
@@ -230,7 +246,13 @@ impl Windows {
         } else {
             model
         };
-        let w = self.models.entry(model.to_string()).or_default();
+        if !self.models.contains_key(model) {
+            self.models
+                .insert(model.to_string(), ModelWindow::default());
+        }
+        let Some(w) = self.models.get_mut(model) else {
+            return Vec::new();
+        };
         let norm = normalize(response);
         let refusal = is_refusal(response);
         let e = Entry {
@@ -262,7 +284,8 @@ impl Windows {
         if e.counted {
             let p = w.by_response.entry(e.response).or_default();
             let before = contribution(p);
-            *p.entry(e.prompt).or_default() += 1;
+            *p.prompts.entry(e.prompt).or_default() += 1;
+            p.total += 1;
             w.repeated = w.repeated + contribution(p) - before;
         }
         w.entries.push_back(e.clone());
@@ -271,10 +294,11 @@ impl Windows {
             if old.counted {
                 if let Some(p) = w.by_response.get_mut(&old.response) {
                     let before = contribution(p);
-                    if let Some(c) = p.get_mut(&old.prompt) {
+                    if let Some(c) = p.prompts.get_mut(&old.prompt) {
                         *c -= 1;
+                        p.total -= 1;
                         if *c == 0 {
-                            p.remove(&old.prompt);
+                            p.prompts.remove(&old.prompt);
                         }
                     }
                     w.repeated = w.repeated + contribution(p) - before;
@@ -374,9 +398,9 @@ impl Windows {
 
 /// How many window entries one response's prompt counts make "repeated": all of them once the
 /// response was given to two or more distinct prompts, none before.
-fn contribution(prompts: &HashMap<u64, usize>) -> usize {
-    if prompts.len() > 1 {
-        prompts.values().sum()
+fn contribution(given: &Given) -> usize {
+    if given.len() > 1 {
+        given.total
     } else {
         0
     }
@@ -393,5 +417,48 @@ fn window_hit(
         message,
         evidence,
         direction: crate::inspect::Direction::Response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rate kept up to date on insert and eviction equals a recount of the window.
+    #[test]
+    fn incremental_repetition_rate_matches_a_recount_through_evictions() {
+        let cfg = WindowConfig {
+            size: 7,
+            min_response_chars: 1,
+            ..Default::default()
+        };
+        let mut w = Windows::default();
+        let mut log: Vec<(String, String)> = Vec::new();
+        for i in 0..200usize {
+            // Responses drawn from a few texts, prompts from a few more: repeats come and go.
+            let prompt = format!("prompt {}", (i * 7) % 5);
+            let response = ["alpha beta", "gamma delta", "epsilon", "zeta eta theta"]
+                [(i * 3 + i / 4) % 4]
+                .to_string();
+            w.record(&cfg, "m", &prompt, &response);
+            log.push((prompt, response));
+            let window = &log[log.len().saturating_sub(7)..];
+            let repeated = window
+                .iter()
+                .filter(|(_, r)| {
+                    let mut ps: Vec<&str> = window
+                        .iter()
+                        .filter(|(_, r2)| r2 == r)
+                        .map(|(p, _)| p.as_str())
+                        .collect();
+                    ps.sort_unstable();
+                    ps.dedup();
+                    ps.len() > 1
+                })
+                .count();
+            let want = repeated as f64 / window.len() as f64;
+            let got = w.repetition_rate("m").unwrap();
+            assert!((got - want).abs() < 1e-12, "step {i}: {got} vs {want}");
+        }
     }
 }

@@ -682,7 +682,11 @@ async fn audit_mode_relays_a_stalled_stream_then_counts_it_uninspected() {
     )
     .await;
     assert_eq!(g.status, 200);
-    assert_eq!(g.text(), "<<body error>>", "the client sees the stream break");
+    assert_eq!(
+        g.text(),
+        "<<body error>>",
+        "the client sees the stream break"
+    );
     m.settle().await;
     let met = m.metrics();
     assert_eq!(
