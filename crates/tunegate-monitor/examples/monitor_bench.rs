@@ -5,6 +5,14 @@
 //! ```text
 //! cargo run --release -p tunegate-monitor --example monitor_bench -- [--seconds 3] [--tokens 16]
 //!     [--conc 1,16,256] [--mode audit|buffer|stream] [--corpus bench/monitor/corpus.jsonl]
+//!     [--rate 5000]
+//! ```
+//!
+//! The last two columns are CPU time (user + system, from /proc) of the stub's and the
+//! monitor's runtime threads divided by the requests they served: the per-request cost, far
+//! less sensitive to a shared machine's load than latency.
+//!
+//! ```text
 //! ```
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -65,8 +73,15 @@ async fn stub(tokens: usize) -> SocketAddr {
     addr
 }
 
-/// (latencies in µs, requests done, errors)
-async fn load(addr: SocketAddr, conc: usize, secs: f64) -> (Vec<u64>, usize, usize, f64) {
+/// (latencies in µs, requests done, errors). `rate` (total requests/s) paces the workers: worker
+/// `w` sends its k-th request no earlier than `(k * conc + w) / rate` s after the start (open
+/// loop while the server keeps up); latency runs from the actual send.
+async fn load(
+    addr: SocketAddr,
+    conc: usize,
+    secs: f64,
+    rate: Option<f64>,
+) -> (Vec<u64>, usize, usize, f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -80,6 +95,13 @@ async fn load(addr: SocketAddr, conc: usize, secs: f64) -> (Vec<u64>, usize, usi
             tokio::spawn(conn);
             let mut i = 0u64;
             while Instant::now() < deadline {
+                if let Some(r) = rate {
+                    let at = start + Duration::from_secs_f64((i as f64 * conc as f64 + w as f64) / r);
+                    tokio::time::sleep_until(at.into()).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
                 i += 1;
                 let body = format!(
                     "{{\"model\":\"m\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"worker {w} question {i}\"}}]}}"
@@ -179,6 +201,7 @@ fn main() {
         .split(',')
         .map(|s| s.parse().unwrap())
         .collect();
+    let rate: Option<f64> = arg("--rate").and_then(|s| s.parse().ok());
     let corpus_path = arg("--corpus").unwrap_or_else(|| "bench/out/monitor-corpus.jsonl".into());
 
     // Detection throughput (single thread).
@@ -228,16 +251,19 @@ fn main() {
         }))
         .unwrap();
     rt.block_on(async move {
-        println!("mode {mode:?}, {tokens} SSE events per response, {secs}s per cell");
+        println!(
+            "mode {mode:?}, {tokens} SSE events per response, {secs}s per cell, {}",
+            rate.map_or("closed loop".to_string(), |r| format!("paced at {r} req/s"))
+        );
         println!("| streams | direct req/s | proxy req/s | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms | added p99 ms | errors | stub CPU µs/req (direct) | monitor CPU µs/req |");
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for c in concs {
             let s0 = thread_cpu("tg-stub");
-            let (mut dl, dn, de, dw) = load(up, c, secs).await;
+            let (mut dl, dn, de, dw) = load(up, c, secs, rate).await;
             let s1 = thread_cpu("tg-stub");
             m.settle().await;
             let m0 = thread_cpu("tg-monitor");
-            let (mut pl, pn, pe, pw) = load(m.addr(), c, secs).await;
+            let (mut pl, pn, pe, pw) = load(m.addr(), c, secs, rate).await;
             m.settle().await;
             let m1 = thread_cpu("tg-monitor");
             let (d50, p50) = (pct(&mut dl, 0.5), pct(&mut pl, 0.5));

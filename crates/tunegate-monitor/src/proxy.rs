@@ -888,8 +888,8 @@ async fn buffered(
         Collected::default()
     } else if is_sse {
         let mut p = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
-        p.feed(&buf);
-        p.feed(b"\n\n");
+        p.scan(&buf);
+        p.scan(b"\n\n");
         p.collected
     } else {
         sse::parse_body(&buf, l.max_choices, l.max_response_bytes)
@@ -1043,7 +1043,7 @@ impl AuditState {
             return;
         }
         if self.is_sse {
-            self.parser.feed(d);
+            self.parser.scan(d);
             self.failure = self.parser.collected.failed;
         } else if self.json_buf.len() + d.len() > self.shared.cfg.limits.max_response_bytes {
             self.failure = Some("response-too-large");
@@ -1069,7 +1069,7 @@ impl AuditState {
             (End::Done, None) => {
                 let l = &sh.cfg.limits;
                 let collected = if self.is_sse {
-                    self.parser.feed(b"\n\n");
+                    self.parser.scan(b"\n\n");
                     std::mem::take(&mut self.parser.collected)
                 } else {
                     sse::parse_body(&self.json_buf, l.max_choices, l.max_response_bytes)

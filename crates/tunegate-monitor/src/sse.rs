@@ -271,10 +271,22 @@ impl SseParser {
     /// Feeds raw bytes; returns the raw bytes of the events completed by them (byte-identical
     /// to the input, in order). After a failure every later byte is returned at once.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.feed_to(chunk, true)
+    }
+
+    /// [`SseParser::feed`] for a caller that relays the bytes itself (audit mode): the same
+    /// parsing, without copying the completed events out.
+    pub fn scan(&mut self, chunk: &[u8]) {
+        self.feed_to(chunk, false);
+    }
+
+    fn feed_to(&mut self, chunk: &[u8], keep: bool) -> Vec<u8> {
         self.touched.clear();
         if self.collected.failed.is_some() {
             let mut out = std::mem::take(&mut self.pending);
-            out.extend_from_slice(chunk);
+            if keep {
+                out.extend_from_slice(chunk);
+            }
             return out;
         }
         self.pending.extend_from_slice(chunk);
@@ -331,7 +343,12 @@ impl SseParser {
             self.scan_from = 0;
             return std::mem::take(&mut self.pending);
         }
-        let out: Vec<u8> = self.pending.drain(..event_end).collect();
+        let out: Vec<u8> = if keep {
+            self.pending.drain(..event_end).collect()
+        } else {
+            self.pending.drain(..event_end);
+            Vec::new()
+        };
         self.scan_from -= event_end;
         out
     }
@@ -445,6 +462,12 @@ mod tests {
             assert_eq!(p.collected.choices[&0], "Hel");
             assert_eq!(p.collected.choices[&1], "lo");
             assert!(p.collected.failed.is_none());
+            // `scan` parses the same without handing bytes back.
+            let mut q = SseParser::new(1 << 16, 4, 1 << 20);
+            q.scan(&stream[..split]);
+            q.scan(&stream[split..]);
+            assert!(q.done);
+            assert_eq!(q.collected.choices, p.collected.choices);
         }
     }
 
