@@ -5,6 +5,14 @@
 //! ```text
 //! cargo run --release -p tunegate-monitor --example monitor_bench -- [--seconds 3] [--tokens 16]
 //!     [--conc 1,16,256] [--mode audit|buffer|stream] [--corpus bench/monitor/corpus.jsonl]
+//!     [--rate 5000]
+//! ```
+//!
+//! The last two columns are CPU time (user + system, from /proc) of the stub's and the
+//! monitor's runtime threads divided by the requests they served: the per-request cost, far
+//! less sensitive to a shared machine's load than latency.
+//!
+//! ```text
 //! ```
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -65,8 +73,15 @@ async fn stub(tokens: usize) -> SocketAddr {
     addr
 }
 
-/// (latencies in µs, requests done, errors)
-async fn load(addr: SocketAddr, conc: usize, secs: f64) -> (Vec<u64>, usize, usize, f64) {
+/// (latencies in µs, requests done, errors). `rate` (total requests/s) paces the workers: worker
+/// `w` sends its k-th request no earlier than `(k * conc + w) / rate` s after the start (open
+/// loop while the server keeps up); latency runs from the actual send.
+async fn load(
+    addr: SocketAddr,
+    conc: usize,
+    secs: f64,
+    rate: Option<f64>,
+) -> (Vec<u64>, usize, usize, f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -80,6 +95,13 @@ async fn load(addr: SocketAddr, conc: usize, secs: f64) -> (Vec<u64>, usize, usi
             tokio::spawn(conn);
             let mut i = 0u64;
             while Instant::now() < deadline {
+                if let Some(r) = rate {
+                    let at = start + Duration::from_secs_f64((i as f64 * conc as f64 + w as f64) / r);
+                    tokio::time::sleep_until(at.into()).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
                 i += 1;
                 let body = format!(
                     "{{\"model\":\"m\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"worker {w} question {i}\"}}]}}"
@@ -179,6 +201,7 @@ fn main() {
         .split(',')
         .map(|s| s.parse().unwrap())
         .collect();
+    let rate: Option<f64> = arg("--rate").and_then(|s| s.parse().ok());
     let corpus_path = arg("--corpus").unwrap_or_else(|| "bench/out/monitor-corpus.jsonl".into());
 
     // Detection throughput (single thread).
@@ -204,35 +227,56 @@ fn main() {
         texts.len() / 10
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let up = stub(tokens).await;
-        let m = Monitor::start(MonitorConfig {
+    // Three runtimes with named threads, so the monitor's CPU time can be read per thread from
+    // /proc (the stub and the load generator share the process). The monitor gets 2 workers, as
+    // `tunegate monitor` does on a 2-core machine.
+    let named = |name: &str, workers: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let rt = named("tg-load", 2);
+    let stub_rt = named("tg-stub", 2);
+    let mon_rt = named("tg-monitor", 2);
+    let up = stub_rt.block_on(stub(tokens));
+    let m = mon_rt
+        .block_on(Monitor::start(MonitorConfig {
             upstream: Some(format!("http://{up}")),
             listen: Some("127.0.0.1:0".into()),
             mode,
             ..Default::default()
-        })
-        .await
+        }))
         .unwrap();
-        println!("mode {mode:?}, {tokens} SSE events per response, {secs}s per cell");
-        println!("| streams | direct req/s | proxy req/s | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms | added p99 ms | errors |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    rt.block_on(async move {
+        println!(
+            "mode {mode:?}, {tokens} SSE events per response, {secs}s per cell, {}",
+            rate.map_or("closed loop".to_string(), |r| format!("paced at {r} req/s"))
+        );
+        println!("| streams | direct req/s | proxy req/s | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms | added p99 ms | errors | stub CPU µs/req (direct) | monitor CPU µs/req |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for c in concs {
-            let (mut dl, dn, de, dw) = load(up, c, secs).await;
-            let (mut pl, pn, pe, pw) = load(m.addr(), c, secs).await;
+            let s0 = thread_cpu("tg-stub");
+            let (mut dl, dn, de, dw) = load(up, c, secs, rate).await;
+            let s1 = thread_cpu("tg-stub");
+            m.settle().await;
+            let m0 = thread_cpu("tg-monitor");
+            let (mut pl, pn, pe, pw) = load(m.addr(), c, secs, rate).await;
+            m.settle().await;
+            let m1 = thread_cpu("tg-monitor");
             let (d50, p50) = (pct(&mut dl, 0.5), pct(&mut pl, 0.5));
             let (d99, p99) = (pct(&mut dl, 0.99), pct(&mut pl, 0.99));
             println!(
-                "| {c} | {:.0} | {:.0} | {d50:.3} | {p50:.3} | {:.3} | {d99:.3} | {p99:.3} | {:.3} | {} |",
+                "| {c} | {:.0} | {:.0} | {d50:.3} | {p50:.3} | {:.3} | {d99:.3} | {p99:.3} | {:.3} | {} | {:.1} | {:.1} |",
                 dn as f64 / dw,
                 pn as f64 / pw,
                 p50 - d50,
                 p99 - d99,
-                de + pe
+                de + pe,
+                (s1 - s0) * 1e6 / dn.max(1) as f64,
+                (m1 - m0) * 1e6 / pn.max(1) as f64,
             );
         }
         m.settle().await;
@@ -240,4 +284,37 @@ fn main() {
         println!("uninspected responses: {uninspected}");
         m.shutdown().await;
     });
+    drop(mon_rt);
+    drop(stub_rt);
+}
+
+/// CPU seconds (user + system) used so far by this process's threads whose name starts with
+/// `prefix` (Linux /proc; 0 elsewhere). Threads that exited are not counted, so runtimes here
+/// keep their workers for the whole run.
+fn thread_cpu(prefix: &str) -> f64 {
+    let mut ticks = 0u64;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if !name.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| {
+            f.get(i - 3)
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ticks += get(14) + get(15);
+    }
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
 }

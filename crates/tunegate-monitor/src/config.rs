@@ -84,6 +84,9 @@ pub struct Limits {
     /// Stream mode: bytes of already-checked text re-scanned with each event's new text, so a
     /// match straddling events is seen whole (longer matches are caught by the final check).
     pub stream_window_chars: usize,
+    /// Audit mode: finished responses waiting for inspection; when the queue is full a response
+    /// is counted uninspected (`inspection-queue-full`, O014) instead of slowing the proxy.
+    pub inspect_queue: usize,
 }
 
 impl Default for Limits {
@@ -96,6 +99,7 @@ impl Default for Limits {
             upstream_timeout_secs: 300,
             idle_timeout_secs: 120,
             stream_window_chars: 512,
+            inspect_queue: 4096,
         }
     }
 }

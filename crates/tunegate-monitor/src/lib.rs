@@ -94,6 +94,7 @@ impl Monitor {
         let shared = Arc::new(proxy::Shared::new(
             cfg, &upstream, inspector, windows, metrics, sink,
         )?);
+        shared.start_inspection();
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| Error::Input(format!("cannot listen on {listen}: {e}")))?;

@@ -1,6 +1,7 @@
 //! Prometheus text exposition, hand-written (bounded label sets, no extra dependency).
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 /// Histogram bucket upper bounds (seconds): 50 µs to 30 s.
@@ -18,11 +19,71 @@ struct Hist {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Series of one kind, found without allocating: a hash of the borrowed name and labels picks a
+/// bucket, labels are compared in place, and only a new series allocates its owned labels.
+struct Series<V> {
+    buckets: HashMap<u64, Vec<(&'static str, Labels, V)>>,
+}
+
+impl<V> Default for Series<V> {
+    fn default() -> Self {
+        Series {
+            buckets: HashMap::new(),
+        }
+    }
+}
+
+fn key_hash(name: &str, l: &[(&'static str, &str)]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    for (k, v) in l {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl<V> Series<V> {
+    fn entry(
+        &mut self,
+        name: &'static str,
+        l: &[(&'static str, &str)],
+        new: impl FnOnce() -> V,
+    ) -> &mut V {
+        let b = self.buckets.entry(key_hash(name, l)).or_default();
+        let same = |(n, k, _): &(&'static str, Labels, V)| {
+            *n == name
+                && k.len() == l.len()
+                && k.iter().zip(l).all(|((a, x), (b, y))| a == b && x == y)
+        };
+        let i = match b.iter().position(same) {
+            Some(i) => i,
+            None => {
+                b.push((name, labels(l), new()));
+                b.len() - 1
+            }
+        };
+        &mut b[i].2
+    }
+
+    /// Every series, ordered by name then labels (stable exposition).
+    fn sorted(&self) -> Vec<(&'static str, &Labels, &V)> {
+        let mut v: Vec<_> = self
+            .buckets
+            .values()
+            .flatten()
+            .map(|(n, l, v)| (*n, l, v))
+            .collect();
+        v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    gauges: BTreeMap<(&'static str, Labels), f64>,
-    hists: BTreeMap<(&'static str, Labels), Hist>,
+    counters: Series<u64>,
+    gauges: Series<f64>,
+    hists: Series<Hist>,
 }
 
 /// The monitor's metrics.
@@ -100,19 +161,16 @@ fn labels(l: &[(&'static str, &str)]) -> Labels {
 impl Metrics {
     /// Adds `by` to a counter.
     pub fn inc(&self, name: &'static str, l: &[(&'static str, &str)], by: u64) {
-        *lock(&self.inner)
-            .counters
-            .entry((name, labels(l)))
-            .or_default() += by;
+        *lock(&self.inner).counters.entry(name, l, || 0) += by;
     }
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, l: &[(&'static str, &str)], v: f64) {
-        lock(&self.inner).gauges.insert((name, labels(l)), v);
+        *lock(&self.inner).gauges.entry(name, l, || 0.0) = v;
     }
     /// Observes a histogram value (seconds).
     pub fn observe(&self, name: &'static str, l: &[(&'static str, &str)], v: f64) {
         let mut g = lock(&self.inner);
-        let h = g.hists.entry((name, labels(l))).or_insert_with(|| Hist {
+        let h = g.hists.entry(name, l, || Hist {
             counts: vec![0; BUCKETS.len()],
             ..Default::default()
         });
@@ -127,29 +185,32 @@ impl Metrics {
         let key = labels(l);
         lock(&self.inner)
             .counters
-            .iter()
-            .filter(|((n, k), _)| *n == name && key.iter().all(|kv| k.contains(kv)))
-            .map(|(_, v)| *v)
+            .buckets
+            .values()
+            .flatten()
+            .filter(|(n, k, _)| *n == name && key.iter().all(|kv| k.contains(kv)))
+            .map(|(_, _, v)| *v)
             .sum()
     }
 
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let g = lock(&self.inner);
+        let (counters, gauges, hists) = (g.counters.sorted(), g.gauges.sorted(), g.hists.sorted());
         let mut s = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, l), v) in &g.counters {
+            for (n, l, v) in &counters {
                 if n == name {
                     let _ = writeln!(s, "{name}{} {v}", fmt_labels(l, None));
                 }
             }
-            for ((n, l), v) in &g.gauges {
+            for (n, l, v) in &gauges {
                 if n == name {
                     let _ = writeln!(s, "{name}{} {v}", fmt_labels(l, None));
                 }
             }
-            for ((n, l), h) in &g.hists {
+            for (n, l, h) in &hists {
                 if n != name {
                     continue;
                 }

@@ -83,6 +83,18 @@ pub struct Shared {
     /// Responses whose inspection has not finished yet.
     pub inflight: std::sync::atomic::AtomicUsize,
     models: Mutex<std::collections::HashSet<String>>,
+    /// Audit mode's inspection queue (bounded by `limits.inspect_queue`).
+    queue: mpsc::Sender<Job>,
+    queue_rx: Mutex<Option<mpsc::Receiver<Job>>>,
+}
+
+/// One finished audit-mode response waiting for the inspection task.
+struct Job {
+    collected: Collected,
+    info: ReqInfo,
+    rid: String,
+    /// Seconds from request head to the last byte handed to the client.
+    elapsed: f64,
 }
 
 impl Shared {
@@ -103,6 +115,7 @@ impl Shared {
                 "upstream '{upstream}' must be an http://host:port URL (terminate TLS in front of the model server)"
             )));
         }
+        let (queue, queue_rx) = mpsc::channel(cfg.limits.inspect_queue.max(1));
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -118,7 +131,81 @@ impl Shared {
             boot,
             inflight: std::sync::atomic::AtomicUsize::new(0),
             models: Mutex::new(std::collections::HashSet::new()),
+            queue,
+            queue_rx: Mutex::new(Some(queue_rx)),
         })
+    }
+
+    /// Starts the task that inspects audit-mode responses off the response path (once; needs
+    /// a Tokio runtime). It holds the state weakly and ends when the state is dropped.
+    pub fn start_inspection(self: &Arc<Self>) {
+        let rx = self
+            .queue_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut rx) = rx {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    let Some(sh) = weak.upgrade() else { break };
+                    sh.inspect_job(job);
+                }
+            });
+        }
+    }
+
+    /// Queues a finished audit-mode response; a full queue counts it uninspected.
+    fn enqueue(&self, job: Job) {
+        if let Err(e) = self.queue.try_send(job) {
+            let job = match e {
+                mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+            };
+            self.uninspected(
+                "inspection-queue-full",
+                &job.rid,
+                &job.info.model,
+                job.info.endpoint,
+            );
+            self.done(&job.info, "fail-open", job.elapsed);
+        }
+    }
+
+    /// Inspects one queued response and records its outcome.
+    fn inspect_job(&self, job: Job) {
+        let outcome = if let Some(reason) = job.collected.failed {
+            self.uninspected(reason, &job.rid, &job.info.model, job.info.endpoint);
+            "fail-open"
+        } else {
+            self.finish(
+                &job.collected,
+                &job.info.prompt,
+                &job.rid,
+                &job.info.model,
+                job.info.endpoint,
+            );
+            "ok"
+        };
+        self.done(&job.info, outcome, job.elapsed);
+    }
+
+    /// Records a pumped or audited response's outcome and ends its in-flight count.
+    fn done(&self, info: &ReqInfo, outcome: &str, elapsed: f64) {
+        self.metrics.inc(
+            "tunegate_monitor_requests_total",
+            &[
+                ("model", &info.model),
+                ("endpoint", info.endpoint),
+                ("outcome", outcome),
+            ],
+            1,
+        );
+        self.metrics.observe(
+            "tunegate_monitor_request_seconds",
+            &[("endpoint", info.endpoint)],
+            elapsed,
+        );
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The model name as labels, windows and events use it: cut at 128 chars; after
@@ -735,6 +822,7 @@ async fn inspected(
     };
     match mode {
         Mode::Buffer => buffered(shared, up, info, rid, is_sse, start).await,
+        Mode::Audit => audited(shared, up, info, rid, is_sse, start),
         m => pumped(
             shared,
             up,
@@ -800,8 +888,8 @@ async fn buffered(
         Collected::default()
     } else if is_sse {
         let mut p = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
-        p.feed(&buf);
-        p.feed(b"\n\n");
+        p.scan(&buf);
+        p.scan(b"\n\n");
         p.collected
     } else {
         sse::parse_body(&buf, l.max_choices, l.max_response_bytes)
@@ -919,7 +1007,186 @@ async fn buffered(
     resp
 }
 
-/// Audit and stream modes: a pump task forwards upstream bytes through a channel.
+/// How an audited body ended.
+enum End {
+    /// The upstream body ended (or hyper saw its end).
+    Done,
+    /// The upstream failed mid-body.
+    Failed(&'static str),
+    /// The client went away before the end.
+    ClientGone,
+}
+
+/// Audit mode's response body: relays the upstream frames as they come and parses them on the
+/// way (no task, no channel); at the end the response goes to the inspection queue.
+struct AuditBody {
+    inner: Incoming,
+    idle: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    st: Option<Box<AuditState>>,
+}
+
+struct AuditState {
+    shared: Arc<Shared>,
+    info: ReqInfo,
+    rid: String,
+    is_sse: bool,
+    parser: SseParser,
+    json_buf: Vec<u8>,
+    failure: Option<&'static str>,
+    start: Instant,
+}
+
+impl AuditState {
+    fn feed(&mut self, d: &[u8]) {
+        if self.failure.is_some() {
+            return;
+        }
+        if self.is_sse {
+            self.parser.scan(d);
+            self.failure = self.parser.collected.failed;
+        } else if self.json_buf.len() + d.len() > self.shared.cfg.limits.max_response_bytes {
+            self.failure = Some("response-too-large");
+            self.json_buf = Vec::new();
+        } else {
+            self.json_buf.extend_from_slice(d);
+        }
+    }
+
+    fn end(mut self, end: End) {
+        let sh = self.shared.clone();
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let (rid, model, endpoint) = (&self.rid, &self.info.model, self.info.endpoint);
+        match (end, self.failure) {
+            (End::ClientGone, _) => {
+                sh.uninspected("client-disconnected", rid, model, endpoint);
+                sh.done(&self.info, "client-gone", elapsed);
+            }
+            (End::Failed(reason), _) | (End::Done, Some(reason)) => {
+                sh.uninspected(reason, rid, model, endpoint);
+                sh.done(&self.info, "fail-open", elapsed);
+            }
+            (End::Done, None) => {
+                let l = &sh.cfg.limits;
+                let collected = if self.is_sse {
+                    self.parser.scan(b"\n\n");
+                    std::mem::take(&mut self.parser.collected)
+                } else {
+                    sse::parse_body(&self.json_buf, l.max_choices, l.max_response_bytes)
+                };
+                sh.enqueue(Job {
+                    collected,
+                    info: self.info,
+                    rid: self.rid,
+                    elapsed,
+                });
+            }
+        }
+    }
+}
+
+impl AuditBody {
+    fn end(&mut self, end: End) {
+        if let Some(st) = self.st.take() {
+            st.end(end);
+        }
+    }
+}
+
+impl Body for AuditBody {
+    type Data = Bytes;
+    type Error = BoxErr;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxErr>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let (Some(d), Some(st)) = (f.data_ref(), this.st.as_mut()) {
+                    st.feed(d);
+                }
+                let next = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.end(End::Failed("upstream-body-error"));
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                this.end(End::Done);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if std::future::Future::poll(this.sleep.as_mut(), cx).is_ready() {
+                    this.end(End::Failed("upstream-idle-timeout"));
+                    return Poll::Ready(Some(Err("upstream-idle-timeout".into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+impl Drop for AuditBody {
+    fn drop(&mut self) {
+        if self.st.is_some() {
+            let end = if self.inner.is_end_stream() {
+                End::Done
+            } else {
+                End::ClientGone
+            };
+            self.end(end);
+        }
+    }
+}
+
+/// Audit mode: the client gets every upstream byte as it comes; inspection happens later.
+fn audited(
+    shared: Arc<Shared>,
+    up: Response<Incoming>,
+    info: ReqInfo,
+    rid: &str,
+    is_sse: bool,
+    start: Instant,
+) -> Response<RespBody> {
+    let head = relay_head(&up, rid);
+    let l = &shared.cfg.limits;
+    let idle = Duration::from_secs(l.idle_timeout_secs);
+    let parser = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
+    shared.inflight.fetch_add(1, Ordering::SeqCst);
+    let body = AuditBody {
+        inner: up.into_body(),
+        idle,
+        sleep: Box::pin(tokio::time::sleep(idle)),
+        st: Some(Box::new(AuditState {
+            shared,
+            info,
+            rid: rid.to_string(),
+            is_sse,
+            parser,
+            json_buf: Vec::new(),
+            failure: None,
+            start,
+        })),
+    };
+    head.body(body.boxed()).unwrap_or_else(|_| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            "bad upstream head",
+            "upstream_error",
+            "bad_gateway",
+            rid,
+        )
+    })
+}
+
+/// Stream mode: a pump task forwards upstream bytes through a channel.
 fn pumped(
     shared: Arc<Shared>,
     up: Response<Incoming>,
@@ -1170,4 +1437,93 @@ async fn litellm(shared: &Shared, req: Request<Incoming>, rid: &str) -> Response
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventSink;
+    use crate::window::Windows;
+
+    fn job(n: u32) -> Job {
+        let mut collected = Collected::default();
+        collected.choices.insert(0, format!("answer number {n}"));
+        Job {
+            collected,
+            info: ReqInfo {
+                model: "m".into(),
+                prompt: format!("question {n}"),
+                endpoint: "/v1/chat/completions",
+            },
+            rid: format!("r{n}"),
+            elapsed: 0.001,
+        }
+    }
+
+    #[test]
+    fn a_full_inspection_queue_counts_the_response_uninspected() {
+        let mut cfg = MonitorConfig::default();
+        cfg.limits.inspect_queue = 1;
+        let metrics = Arc::new(Metrics::default());
+        let (sink, task) = EventSink::start(None, None, metrics.clone());
+        assert!(task.is_none());
+        let inspector = Inspector::new(&cfg).unwrap();
+        let sh = Shared::new(
+            cfg,
+            "http://127.0.0.1:9",
+            inspector,
+            Windows::default(),
+            metrics.clone(),
+            sink,
+        )
+        .unwrap();
+        // No inspection task runs: the first response fills the queue, the second finds it full.
+        sh.inflight.fetch_add(2, Ordering::SeqCst);
+        sh.enqueue(job(1));
+        sh.enqueue(job(2));
+        let count = |name, l: &[(&'static str, &str)]| metrics.counter(name, l);
+        assert_eq!(
+            count(
+                "tunegate_monitor_uninspected_total",
+                &[("reason", "inspection-queue-full")]
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                "tunegate_monitor_findings_total",
+                &[("check", crate::checks::UNINSPECTED.id)]
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                "tunegate_monitor_requests_total",
+                &[("outcome", "fail-open")]
+            ),
+            1
+        );
+        assert_eq!(sh.inflight.load(Ordering::SeqCst), 1);
+        // The queued response is inspected when the task takes it.
+        let queued = sh
+            .queue_rx
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .try_recv()
+            .unwrap();
+        assert_eq!(queued.rid, "r1");
+        sh.inspect_job(queued);
+        assert_eq!(
+            count("tunegate_monitor_requests_total", &[("outcome", "ok")]),
+            1
+        );
+        assert_eq!(
+            count("tunegate_monitor_uninspected_total", &[]),
+            1,
+            "only the dropped response is uninspected"
+        );
+        assert_eq!(sh.inflight.load(Ordering::SeqCst), 0);
+    }
 }

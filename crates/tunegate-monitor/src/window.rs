@@ -43,11 +43,30 @@ pub struct Baseline {
     pub refusal_rate: Option<f64>,
 }
 
+/// One response's counted window entries: per distinct prompt, and in total.
+#[derive(Default)]
+struct Given {
+    prompts: HashMap<u64, usize>,
+    total: usize,
+}
+
+impl Given {
+    fn len(&self) -> usize {
+        self.prompts.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.prompts.is_empty()
+    }
+}
+
 #[derive(Default)]
 struct ModelWindow {
     entries: VecDeque<Entry>,
-    /// response hash -> (count, distinct prompts in window)
-    by_response: HashMap<u64, HashMap<u64, usize>>,
+    /// response hash -> its window entries per distinct prompt
+    by_response: HashMap<u64, Given>,
+    /// Counted window entries whose response was given to more than one distinct prompt
+    /// (kept up to date on every insert and eviction, so O007 costs O(1) per response).
+    repeated: usize,
     baseline: Baseline,
     armed_rep: bool,
     armed_len: bool,
@@ -227,7 +246,13 @@ impl Windows {
         } else {
             model
         };
-        let w = self.models.entry(model.to_string()).or_default();
+        if !self.models.contains_key(model) {
+            self.models
+                .insert(model.to_string(), ModelWindow::default());
+        }
+        let Some(w) = self.models.get_mut(model) else {
+            return Vec::new();
+        };
         let norm = normalize(response);
         let refusal = is_refusal(response);
         let e = Entry {
@@ -257,23 +282,26 @@ impl Windows {
         }
         // Window bookkeeping.
         if e.counted {
-            *w.by_response
-                .entry(e.response)
-                .or_default()
-                .entry(e.prompt)
-                .or_default() += 1;
+            let p = w.by_response.entry(e.response).or_default();
+            let before = contribution(p);
+            *p.prompts.entry(e.prompt).or_default() += 1;
+            p.total += 1;
+            w.repeated = w.repeated + contribution(p) - before;
         }
         w.entries.push_back(e.clone());
         while w.entries.len() > cfg.size.max(1) {
             let old = w.entries.pop_front().expect("non-empty");
             if old.counted {
                 if let Some(p) = w.by_response.get_mut(&old.response) {
-                    if let Some(c) = p.get_mut(&old.prompt) {
+                    let before = contribution(p);
+                    if let Some(c) = p.prompts.get_mut(&old.prompt) {
                         *c -= 1;
+                        p.total -= 1;
                         if *c == 0 {
-                            p.remove(&old.prompt);
+                            p.prompts.remove(&old.prompt);
                         }
                     }
+                    w.repeated = w.repeated + contribution(p) - before;
                     if p.is_empty() {
                         w.by_response.remove(&old.response);
                         w.cluster_fired.remove(&old.response);
@@ -300,11 +328,15 @@ impl Windows {
         }
         // O007: share of window responses that repeat another prompt's response.
         let n = w.entries.len();
-        let repeated = w
-            .entries
-            .iter()
-            .filter(|x| x.counted && w.by_response.get(&x.response).is_some_and(|p| p.len() > 1))
-            .count();
+        let repeated = w.repeated;
+        debug_assert_eq!(
+            repeated,
+            w.entries
+                .iter()
+                .filter(|x| x.counted
+                    && w.by_response.get(&x.response).is_some_and(|p| p.len() > 1))
+                .count()
+        );
         let rate = repeated as f64 / n as f64;
         w.last_rate = rate;
         if n >= cfg.min_samples {
@@ -364,6 +396,16 @@ impl Windows {
     }
 }
 
+/// How many window entries one response's prompt counts make "repeated": all of them once the
+/// response was given to two or more distinct prompts, none before.
+fn contribution(given: &Given) -> usize {
+    if given.len() > 1 {
+        given.total
+    } else {
+        0
+    }
+}
+
 fn window_hit(
     check: &'static tunegate_core::CheckInfo,
     message: String,
@@ -375,5 +417,48 @@ fn window_hit(
         message,
         evidence,
         direction: crate::inspect::Direction::Response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rate kept up to date on insert and eviction equals a recount of the window.
+    #[test]
+    fn incremental_repetition_rate_matches_a_recount_through_evictions() {
+        let cfg = WindowConfig {
+            size: 7,
+            min_response_chars: 1,
+            ..Default::default()
+        };
+        let mut w = Windows::default();
+        let mut log: Vec<(String, String)> = Vec::new();
+        for i in 0..200usize {
+            // Responses drawn from a few texts, prompts from a few more: repeats come and go.
+            let prompt = format!("prompt {}", (i * 7) % 5);
+            let response = ["alpha beta", "gamma delta", "epsilon", "zeta eta theta"]
+                [(i * 3 + i / 4) % 4]
+                .to_string();
+            w.record(&cfg, "m", &prompt, &response);
+            log.push((prompt, response));
+            let window = &log[log.len().saturating_sub(7)..];
+            let repeated = window
+                .iter()
+                .filter(|(_, r)| {
+                    let mut ps: Vec<&str> = window
+                        .iter()
+                        .filter(|(_, r2)| r2 == r)
+                        .map(|(p, _)| p.as_str())
+                        .collect();
+                    ps.sort_unstable();
+                    ps.dedup();
+                    ps.len() > 1
+                })
+                .count();
+            let want = repeated as f64 / window.len() as f64;
+            let got = w.repetition_rate("m").unwrap();
+            assert!((got - want).abs() < 1e-12, "step {i}: {got} vs {want}");
+        }
     }
 }

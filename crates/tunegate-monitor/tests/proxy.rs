@@ -648,3 +648,125 @@ async fn stream_mode_sees_a_secret_split_across_events() {
     assert!(!t.contains("TAILWORD"));
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_mode_relays_a_stalled_stream_then_counts_it_uninspected() {
+    let d = tempfile::tempdir().unwrap();
+    // An upstream that sends an SSE head and one event, then stalls with the stream open.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut open = Vec::new();
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let ev = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half\"}}]}\n\n";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{ev}\r\n",
+                ev.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            open.push(s);
+        }
+    });
+    let m = monitor(stall, d.path(), |c| c.limits.idle_timeout_secs = 1).await;
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("hi", true)),
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    assert_eq!(
+        g.text(),
+        "<<body error>>",
+        "the client sees the stream break"
+    );
+    m.settle().await;
+    let met = m.metrics();
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "upstream-idle-timeout")]
+        ),
+        1
+    );
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_requests_total",
+            &[("outcome", "fail-open")]
+        ),
+        1
+    );
+    m.shutdown().await;
+    assert!(ids(&events(d.path())).contains(&"O014".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_mode_counts_a_client_that_leaves_mid_stream() {
+    use http_body_util::BodyExt;
+    let d = tempfile::tempdir().unwrap();
+    // An upstream that sends an SSE head and one event, then keeps the stream open.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut open = Vec::new();
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let ev = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half\"}}]}\n\n";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{ev}\r\n",
+                ev.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            open.push(s);
+        }
+    });
+    let m = monitor(stall, d.path(), |_| {}).await;
+    let s = tokio::net::TcpStream::connect(m.addr()).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::post("/v1/chat/completions")
+        .header("host", "t")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            chat("hi", true).to_string(),
+        )))
+        .unwrap();
+    let r = tx.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some_and(|d| d.starts_with(b"data: ")));
+    // The client goes away with the stream still open.
+    drop(body);
+    drop(tx);
+    conn.abort();
+    m.settle().await;
+    assert_eq!(
+        m.metrics().counter(
+            "tunegate_monitor_uninspected_total",
+            &[("reason", "client-disconnected")]
+        ),
+        1
+    );
+    assert_eq!(
+        m.metrics().counter(
+            "tunegate_monitor_requests_total",
+            &[("outcome", "client-gone")]
+        ),
+        1
+    );
+    m.shutdown().await;
+}
