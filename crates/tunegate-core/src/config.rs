@@ -20,6 +20,9 @@ pub struct Config {
     /// The dependency gate (requirements, pip freeze, uv.lock, poetry.lock).
     #[serde(default)]
     pub deps: Option<DepsConfig>,
+    /// The model registry and its promotion policy, parsed by `tunegate-registry`.
+    #[serde(default)]
+    pub registry: Option<toml::Table>,
     /// Directory of the config file (set by [`Config::load`]).
     #[serde(skip)]
     pub root: PathBuf,
