@@ -9,6 +9,7 @@ mod lint_cmd;
 mod model_cmd;
 mod monitor_cmd;
 mod output;
+mod registry_cmd;
 mod sign_cmd;
 
 use std::process::ExitCode;
