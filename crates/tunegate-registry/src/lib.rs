@@ -19,6 +19,7 @@ pub mod eval;
 pub mod evidence;
 pub mod policy;
 pub mod registry;
+pub mod server;
 pub mod sqlite;
 pub mod store;
 pub mod time;

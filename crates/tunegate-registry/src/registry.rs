@@ -68,23 +68,39 @@ impl EvidenceFile {
             )));
         }
         let body = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        if let Err(e) = tunegate_sign::bundle::Bundle::parse(&body) {
-            return Err(Error::Input(format!("{}: {e}", self.path.display())));
-        }
-        Ok(Evidence {
-            id: 0,
-            name: self
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            hint: self.hint.clone(),
-            sha256: hex::encode(Sha256::digest(&body)),
-            body,
-            attached_by: by.into(),
-            attached_at: crate::time::now(),
-        })
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        evidence_from_bytes(&name, self.hint.clone(), body, by)
+            .map_err(|e| Error::Input(format!("{}: {e}", self.path.display())))
     }
+}
+
+/// Evidence from uploaded bytes: must parse as a Sigstore bundle (verification happens at
+/// every evaluation).
+pub fn evidence_from_bytes(name: &str, hint: Option<String>, body: Vec<u8>, by: &str) -> Result<Evidence> {
+    if body.len() as u64 > MAX_EVIDENCE_BYTES {
+        return Err(Error::Input(format!("{name}: larger than any evidence bundle (16 MiB limit)")));
+    }
+    if let Some(h) = &hint {
+        if !crate::policy::KINDS.contains(&h.as_str()) {
+            return Err(Error::Input(format!("unknown evidence kind '{h}'")));
+        }
+    }
+    if let Err(e) = tunegate_sign::bundle::Bundle::parse(&body) {
+        return Err(Error::Input(format!("{name}: {e}")));
+    }
+    Ok(Evidence {
+        id: 0,
+        name: name.to_string(),
+        hint,
+        sha256: hex::encode(Sha256::digest(&body)),
+        body,
+        attached_by: by.into(),
+        attached_at: crate::time::now(),
+    })
 }
 
 /// Hashes a token for storage and lookup.
@@ -299,9 +315,15 @@ impl Registry {
             .iter()
             .map(|e| e.load(&actor.name))
             .collect::<Result<_>>()?;
+        self.attach_loaded(actor, model, version, &ev)
+    }
+
+    /// Attaches evidence already read (an HTTP upload).
+    pub fn attach_loaded(&self, actor: &Actor, model: &str, version: i64, ev: &[Evidence]) -> Result<()> {
+        require_role(actor, &["trainer", "security-approver", "admin"], "attach evidence")?;
         self.store.write(&mut |t| {
             get_version(t, model, version)?;
-            for e in &ev {
+            for e in ev {
                 t.insert_evidence(model, version, e)?;
                 audit::append(t, &actor.name, "evidence", model, version,
                     json!({"name": e.name, "sha256": e.sha256, "kind": e.hint}))?;

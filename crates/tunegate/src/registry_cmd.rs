@@ -138,6 +138,14 @@ pub enum RegistryCmd {
         #[command(flatten)]
         report: ReportArgs,
     },
+    /// Serve the JSON API and web pages (models, versions, evidence chain, audit log).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8470")]
+        listen: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Create or update a principal with a role and print its new API token (admin).
     Principal {
         /// Principal name.
@@ -320,6 +328,12 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
                 println!("{}\t{}\t{}\t{}\t{}@{}\t{}", e.seq, tunegate_registry::time::format(e.ts),
                     e.actor, e.action, e.model, e.version, e.detail);
             }
+            Ok(0)
+        }
+        RegistryCmd::Serve { listen, common } => {
+            let reg = open(&common)?;
+            tunegate_registry::server::run(reg, &listen)
+                .with_context(|| format!("serving on {listen}"))?;
             Ok(0)
         }
         RegistryCmd::Principal { name, role, common } => {
