@@ -344,7 +344,9 @@ fn page_version(reg: &Registry, name: &str, v: i64) -> crate::Result<Resp> {
         if e.allowed() { "ok" } else { "bad" },
         if e.allowed() { "allowed" } else { "blocked" }
     );
-    for f in &e.report.findings {
+    let mut findings: Vec<_> = e.report.findings.iter().collect();
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    for f in findings {
         let _ = write!(b, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&f.id), f.severity, esc(&f.message));
     }
     b.push_str("</table>");
