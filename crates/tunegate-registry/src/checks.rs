@@ -27,6 +27,8 @@ tunegate_core::declare_checks! {
         "An audit entry does not link to the previous entry's hash, or sequence numbers skip: an entry was deleted, inserted or reordered.";
     EVIDENCE_UNTIMED = "R013", "registry.evidence-untimed", Info,
         "The evidence carries no signed timestamp; its age is measured from when the registry received it.";
+    MLFLOW_DRIFT = "R014", "registry.mlflow-drift", High,
+        "An MLflow alias points elsewhere than tunegate promoted (moved behind tunegate's back, or a version tunegate never registered).";
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod checks;
 pub mod error;
 pub mod eval;
 pub mod evidence;
+pub mod mlflow;
 pub mod policy;
 pub mod registry;
 pub mod server;

@@ -511,6 +511,14 @@ impl Registry {
         out.ok_or_else(|| Error::Store("no version".into()))
     }
 
+    /// Appends an audit entry for an action outside the store (an MLflow sync).
+    pub fn record(&self, actor: &Actor, action: &str, detail: serde_json::Value) -> Result<()> {
+        self.store.write(&mut |t| {
+            audit::append(t, &actor.name, action, "", 0, detail.clone())?;
+            Ok(())
+        })
+    }
+
     /// The audit log.
     pub fn audit(&self) -> Result<Vec<AuditEntry>> {
         let mut out = Vec::new();

@@ -138,6 +138,19 @@ pub enum RegistryCmd {
         #[command(flatten)]
         report: ReportArgs,
     },
+    /// Mirror versions to an MLflow registry (tags + aliases) and report alias drift (exit 1).
+    Sync {
+        /// MLflow tracking server, http://host:port.
+        #[arg(long, value_name = "URL")]
+        mlflow: String,
+        /// Move drifted aliases back to what tunegate promoted.
+        #[arg(long)]
+        repair: bool,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
     /// Serve the JSON API and web pages (models, versions, evidence chain, audit log).
     Serve {
         /// Address to listen on.
@@ -329,6 +342,21 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
                     e.actor, e.action, e.model, e.version, e.detail);
             }
             Ok(0)
+        }
+        RegistryCmd::Sync { mlflow, repair, common, report } => {
+            let reg = open(&common)?;
+            let a = actor(&reg, &common)?;
+            let out = tunegate_registry::mlflow::sync(&reg, &a, &mlflow, repair)?;
+            if !report.quiet {
+                eprintln!(
+                    "tunegate: mirrored to {mlflow}: {} version(s) created, {} alias(es) set",
+                    out.created, out.aliases_set
+                );
+            }
+            match out.report {
+                Some(r) => report.emit(&r, ""),
+                None => Ok(0),
+            }
         }
         RegistryCmd::Serve { listen, common } => {
             let reg = open(&common)?;
