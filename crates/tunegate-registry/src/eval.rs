@@ -112,7 +112,7 @@ pub fn evaluate(
                 let subs: Vec<String> = c
                     .subjects
                     .iter()
-                    .map(|(n, d)| format!("{n} sha256:{}", &d[..d.len().min(12)]))
+                    .map(|(n, d)| format!("{n} sha256:{}", short(d, 12)))
                     .collect();
                 (
                     "wrong-subject",
@@ -121,7 +121,7 @@ pub fn evaluate(
                         if subs.is_empty() { "nothing".to_string() } else { subs.join(", ") },
                         version.model,
                         version.version,
-                        &version.root[..12.min(version.root.len())],
+                        short(&version.root, 12),
                         if c.kind == "dataset" || c.kind == "base" {
                             " nor its recorded or provenance inputs"
                         } else {
@@ -262,4 +262,9 @@ pub fn evaluate(
 
 fn days(secs: i64) -> String {
     format!("{:.1} days", secs as f64 / 86400.0)
+}
+
+/// The first `n` characters (digests from hostile input need not be ASCII).
+pub fn short(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
 }

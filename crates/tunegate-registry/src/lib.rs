@@ -8,7 +8,7 @@
 //!   which evidence is missing, unsigned, wrongly signed, stale, failing or about another
 //!   artifact, as of now.
 //! - **Storage sits behind a trait** ([`store::Store`]): the embedded SQLite file
-//!   ([`sqlite`]) or a shared server database. Every change and its hash-chained audit entry
+//!   ([`sqlite`]) or PostgreSQL for a shared server ([`pg`]). Every change and its hash-chained audit entry
 //!   ([`audit`]) are written in one transaction.
 #![deny(missing_docs)]
 
@@ -18,6 +18,7 @@ pub mod error;
 pub mod eval;
 pub mod evidence;
 pub mod mlflow;
+pub mod pg;
 pub mod policy;
 pub mod registry;
 pub mod server;

@@ -3,6 +3,7 @@
 //! ```toml
 //! [registry]
 //! store = "tunegate-registry.db"        # SQLite file, relative to tunegate.toml
+//! # store_url = "postgresql://tunegate@127.0.0.1/registry"   # shared server instead
 //! [registry.keys]                       # public keys evidence may be signed with
 //! release = "keys/release.pub"
 //! scanner = "keys/scanner.pub"
@@ -44,6 +45,8 @@ struct Raw {
     #[serde(default)]
     store: Option<PathBuf>,
     #[serde(default)]
+    store_url: Option<String>,
+    #[serde(default)]
     keys: BTreeMap<String, PathBuf>,
     #[serde(default)]
     signers: BTreeMap<String, Vec<String>>,
@@ -82,6 +85,8 @@ pub struct StagePolicy {
 pub struct Policy {
     /// The SQLite store file.
     pub store: PathBuf,
+    /// A PostgreSQL connection URL; when set it is the store instead of the file.
+    pub store_url: Option<String>,
     /// Named public keys.
     pub keys: Vec<(String, PublicKey)>,
     /// Kind → key names allowed to sign it; a kind not listed may be signed by any key.
@@ -196,6 +201,15 @@ impl Policy {
                     .as_deref()
                     .unwrap_or(Path::new("tunegate-registry.db")),
             ),
+            store_url: match raw.store_url {
+                Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(u),
+                Some(u) => {
+                    return Err(Error::Policy(format!(
+                        "store_url '{u}' is not a postgres:// or postgresql:// URL"
+                    )))
+                }
+                None => None,
+            },
             keys,
             signers: raw.signers,
             stages,

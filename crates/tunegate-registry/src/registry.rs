@@ -175,10 +175,14 @@ impl Registry {
         Registry { store, policy }
     }
 
-    /// Opens the SQLite store the policy names.
+    /// Opens the store the policy names: PostgreSQL when `store_url` is set, else the SQLite
+    /// file.
     pub fn open(policy: Policy) -> Result<Self> {
-        let s = crate::sqlite::SqliteStore::open(&policy.store)?;
-        Ok(Self::new(Box::new(s), policy))
+        let s: Box<dyn Store> = match &policy.store_url {
+            Some(url) => Box::new(crate::pg::PgStore::connect(url)?),
+            None => Box::new(crate::sqlite::SqliteStore::open(&policy.store)?),
+        };
+        Ok(Self::new(s, policy))
     }
 
     /// The local OS user as an actor: its principal's role if registered; `admin` while no

@@ -328,7 +328,7 @@ fn page_version(reg: &Registry, name: &str, v: i64) -> crate::Result<Resp> {
             "<tr><td>{}</td><td>{}<br><code>{}</code></td><td><span class=\"tag {class}\">{}</span></td><td>{}</td><td>{}</td></tr>",
             esc(&it.kind),
             esc(&it.name),
-            esc(&it.sha256[..16.min(it.sha256.len())]),
+            esc(&crate::eval::short(&it.sha256, 16)),
             esc(&it.status),
             esc(it.signer.as_deref().unwrap_or("—")),
             esc(&it.detail)
@@ -379,7 +379,7 @@ fn page_audit(reg: &Registry) -> crate::Result<Resp> {
             esc(&a.model),
             a.version,
             esc(&a.detail),
-            esc(&a.hash[..12.min(a.hash.len())])
+            esc(&crate::eval::short(&a.hash, 12))
         );
     }
     b.push_str("</table>");
