@@ -14,9 +14,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The hash an entry must carry.
 pub fn entry_hash(e: &AuditEntry) -> String {
-    let canon = serde_json::json!([
-        e.seq, e.ts, e.actor, e.action, e.model, e.version, e.detail, e.prev
-    ]);
+    let canon =
+        serde_json::json!([e.seq, e.ts, e.actor, e.action, e.model, e.version, e.detail, e.prev]);
     hex::encode(Sha256::digest(canon.to_string().as_bytes()))
 }
 

@@ -104,7 +104,11 @@ pub fn evaluate(
                         "signed with key '{}', but signers.{} allows only {}",
                         c.signer.as_deref().unwrap_or(""),
                         c.kind,
-                        policy.signers.get(&c.kind).map(|v| v.join(", ")).unwrap_or_default()
+                        policy
+                            .signers
+                            .get(&c.kind)
+                            .map(|v| v.join(", "))
+                            .unwrap_or_default()
                     ),
                     Some(checks::SIGNER_NOT_ALLOWED),
                 )
@@ -118,7 +122,11 @@ pub fn evaluate(
                     "wrong-subject",
                     format!(
                         "about {} — not {}@{} (root sha256:{}){}",
-                        if subs.is_empty() { "nothing".to_string() } else { subs.join(", ") },
+                        if subs.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            subs.join(", ")
+                        },
                         version.model,
                         version.version,
                         short(&version.root, 12),
@@ -145,7 +153,11 @@ pub fn evaluate(
                         format!(
                             "{} old ({} {}), the {stage} limit is {}",
                             days(age),
-                            if c.signed_at.is_some() { "signed" } else { "received" },
+                            if c.signed_at.is_some() {
+                                "signed"
+                            } else {
+                                "received"
+                            },
                             crate::time::format(t),
                             days(rules.max_age.unwrap_or(0))
                         ),
@@ -159,7 +171,10 @@ pub fn evaluate(
                             c.verdict.as_deref().unwrap_or("?"),
                             failing.len(),
                             rules.max_severity,
-                            failing.first().map(|f| format!(", e.g. {f}")).unwrap_or_default()
+                            failing
+                                .first()
+                                .map(|f| format!(", e.g. {f}"))
+                                .unwrap_or_default()
                         ),
                         Some(checks::EVIDENCE_FAILING),
                     )
@@ -167,18 +182,32 @@ pub fn evaluate(
                     if rules.max_age.is_some() && c.signed_at.is_none() {
                         report.findings.push(Finding::new(
                             &checks::EVIDENCE_UNTIMED,
-                            format!("{} ({}) carries no signed time; its age counts from {}", e.name, c.kind, crate::time::format(e.attached_at)),
+                            format!(
+                                "{} ({}) carries no signed time; its age counts from {}",
+                                e.name,
+                                c.kind,
+                                crate::time::format(e.attached_at)
+                            ),
                             Location::file(loc.clone()),
                         ));
                     }
-                    ("ok", format!("verified with key '{}'", c.signer.as_deref().unwrap_or("")), None)
+                    (
+                        "ok",
+                        format!("verified with key '{}'", c.signer.as_deref().unwrap_or("")),
+                        None,
+                    )
                 }
             };
         if status == "ok" {
             good_kinds.insert(c.kind.clone());
         }
         if let Some(ci) = check_info {
-            problems.push((c.kind.clone(), ci, format!("{} ({}): {detail}", e.name, c.kind), loc));
+            problems.push((
+                c.kind.clone(),
+                ci,
+                format!("{} ({}): {detail}", e.name, c.kind),
+                loc,
+            ));
         }
         items.push(ItemStatus {
             kind: c.kind.clone(),
@@ -229,7 +258,10 @@ pub fn evaluate(
         let valid = approvals
             .iter()
             .any(|a| a.role == "security-approver" && a.approver != version.registered_by);
-        for a in approvals.iter().filter(|a| a.approver == version.registered_by) {
+        for a in approvals
+            .iter()
+            .filter(|a| a.approver == version.registered_by)
+        {
             report.findings.push(Finding::new(
                 &checks::SELF_APPROVAL,
                 format!(

@@ -160,10 +160,13 @@ pub fn check(bytes: &[u8], policy: &Policy, hint: Option<&str>) -> Checked {
                 c.inputs.push(d.to_ascii_lowercase());
             }
         }
-        c.signed_at = ["/runDetails/metadata/finishedOn", "/runDetails/metadata/startedOn"]
-            .iter()
-            .find_map(|ptr| p.pointer(ptr).and_then(Value::as_str))
-            .and_then(crate::time::parse);
+        c.signed_at = [
+            "/runDetails/metadata/finishedOn",
+            "/runDetails/metadata/startedOn",
+        ]
+        .iter()
+        .find_map(|ptr| p.pointer(ptr).and_then(Value::as_str))
+        .and_then(crate::time::parse);
     } else if pt == REPORT_PREDICATE_TYPE {
         let p = &st.predicate;
         let gate = p.get("gate").and_then(Value::as_str).unwrap_or("");
@@ -183,7 +186,10 @@ pub fn check(bytes: &[u8], policy: &Policy, hint: Option<&str>) -> Checked {
             c.findings.push((
                 f.get("id").and_then(Value::as_str).unwrap_or("?").into(),
                 sev,
-                f.get("message").and_then(Value::as_str).unwrap_or("").into(),
+                f.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
             ));
         }
     } else {
@@ -207,7 +213,8 @@ impl Checked {
         match self.kind.as_str() {
             "signature" => match &self.manifest {
                 Some((r, fs)) => {
-                    r == root || (!fs.is_empty() && fs.iter().cloned().collect::<BTreeSet<_>>() == *files)
+                    r == root
+                        || (!fs.is_empty() && fs.iter().cloned().collect::<BTreeSet<_>>() == *files)
                 }
                 None => false,
             },
@@ -216,12 +223,7 @@ impl Checked {
                     || (!files.is_empty() && files.iter().all(|f| subs.contains(&f.as_str())))
             }
             "dataset" | "base" => !subs.is_empty() && subs.iter().all(|d| inputs.contains(*d)),
-            _ => {
-                !subs.is_empty()
-                    && subs
-                        .iter()
-                        .all(|d| files.contains(*d) || *d == root)
-            }
+            _ => !subs.is_empty() && subs.iter().all(|d| files.contains(*d) || *d == root),
         }
     }
 }

@@ -54,7 +54,9 @@ impl Api {
             }
         }
         let req = b
-            .body(Full::new(Bytes::from(body.map(|v| v.to_string()).unwrap_or_default())))
+            .body(Full::new(Bytes::from(
+                body.map(|v| v.to_string()).unwrap_or_default(),
+            )))
             .map_err(|e| Error::Input(format!("{url}: {e}")))?;
         let fut = async {
             let resp = self
@@ -66,7 +68,9 @@ impl Api {
             let bytes = Limited::new(resp.into_body(), 8 << 20)
                 .collect()
                 .await
-                .map_err(|e| Error::Input(format!("MLflow at {}: reading response: {e}", self.base)))?
+                .map_err(|e| {
+                    Error::Input(format!("MLflow at {}: reading response: {e}", self.base))
+                })?
                 .to_bytes();
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             Ok::<_, Error>((status, v))
@@ -107,11 +111,19 @@ pub fn sync(reg: &Registry, actor: &crate::Actor, base: &str, repair: bool) -> R
         .build()
         .map_err(|e| Error::Store(format!("runtime: {e}")))?;
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let api = Api { base: base.clone(), client };
+    let api = Api {
+        base: base.clone(),
+        client,
+    };
     rt.block_on(sync_async(reg, actor, &api, repair))
 }
 
-async fn sync_async(reg: &Registry, actor: &crate::Actor, api: &Api, repair: bool) -> Result<SyncOutcome> {
+async fn sync_async(
+    reg: &Registry,
+    actor: &crate::Actor,
+    api: &Api,
+    repair: bool,
+) -> Result<SyncOutcome> {
     let mut out = SyncOutcome::default();
     let mut report = Report::new("registry-mlflow", Severity::High);
     let versions = reg.versions(None)?;
@@ -121,23 +133,48 @@ async fn sync_async(reg: &Registry, actor: &crate::Actor, api: &Api, repair: boo
     }
     for (name, vs) in &models {
         let (s, _) = api
-            .call("GET", &format!("registered-models/get?name={}", enc(name)), None)
+            .call(
+                "GET",
+                &format!("registered-models/get?name={}", enc(name)),
+                None,
+            )
             .await?;
         if s == 404 {
-            api.ok("POST", "registered-models/create", Some(json!({"name": name,
-                "tags": [{"key": "tunegate.managed", "value": "true"}]}))).await?;
+            api.ok(
+                "POST",
+                "registered-models/create",
+                Some(json!({"name": name,
+                "tags": [{"key": "tunegate.managed", "value": "true"}]})),
+            )
+            .await?;
         } else if s >= 300 {
-            return Err(Error::Input(format!("MLflow registered-models/get {name}: HTTP {s}")));
+            return Err(Error::Input(format!(
+                "MLflow registered-models/get {name}: HTTP {s}"
+            )));
         }
         // tunegate version -> MLflow version, from our own tags.
         let found = api
-            .ok("GET", &format!("model-versions/search?filter={}&max_results=1000",
-                enc(&format!("name='{}'", name.replace('\'', "\\'")))), None)
+            .ok(
+                "GET",
+                &format!(
+                    "model-versions/search?filter={}&max_results=1000",
+                    enc(&format!("name='{}'", name.replace('\'', "\\'")))
+                ),
+                None,
+            )
             .await?;
         let mut mirror: BTreeMap<i64, String> = BTreeMap::new();
         let mut back: BTreeMap<String, i64> = BTreeMap::new();
-        for mv in found.get("model_versions").and_then(Value::as_array).into_iter().flatten() {
-            if let (Some(t), Some(mvv)) = (tag(mv, "tunegate.version"), mv.get("version").and_then(Value::as_str)) {
+        for mv in found
+            .get("model_versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(t), Some(mvv)) = (
+                tag(mv, "tunegate.version"),
+                mv.get("version").and_then(Value::as_str),
+            ) {
                 if let Ok(t) = t.parse::<i64>() {
                     mirror.insert(t, mvv.to_string());
                     back.insert(mvv.to_string(), t);
@@ -151,12 +188,21 @@ async fn sync_async(reg: &Registry, actor: &crate::Actor, api: &Api, repair: boo
                 ("tunegate.subject.sha256".into(), v.root.clone()),
                 ("tunegate.stage".into(), v.stage.clone()),
                 ("tunegate.registered_by".into(), v.registered_by.clone()),
-                ("tunegate.verdict.production".into(),
-                    if verdict.allowed() { "allowed" } else { "blocked" }.into()),
+                (
+                    "tunegate.verdict.production".into(),
+                    if verdict.allowed() {
+                        "allowed"
+                    } else {
+                        "blocked"
+                    }
+                    .into(),
+                ),
             ];
             let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for it in &verdict.items {
-                by_kind.entry(it.kind.replace(':', ".")).or_default()
+                by_kind
+                    .entry(it.kind.replace(':', "."))
+                    .or_default()
                     .push(format!("{}:{}", it.sha256, it.status));
             }
             for (k, list) in by_kind {
@@ -167,23 +213,46 @@ async fn sync_async(reg: &Registry, actor: &crate::Actor, api: &Api, repair: boo
             let mv = match mirror.get(&v.version) {
                 Some(mv) => {
                     for (k, val) in &tags {
-                        api.ok("POST", "model-versions/set-tag", Some(json!({"name": name,
-                            "version": mv, "key": k, "value": val}))).await?;
+                        api.ok(
+                            "POST",
+                            "model-versions/set-tag",
+                            Some(json!({"name": name,
+                            "version": mv, "key": k, "value": val})),
+                        )
+                        .await?;
                     }
                     mv.clone()
                 }
                 None => {
-                    let run = api.ok("POST", "runs/create", Some(json!({"experiment_id": "0",
-                        "run_name": format!("tunegate {name}@{}", v.version)}))).await?;
-                    let run_id = run.pointer("/run/info/run_id").and_then(Value::as_str).unwrap_or("").to_string();
-                    let art = run.pointer("/run/info/artifact_uri").and_then(Value::as_str).unwrap_or("").to_string();
+                    let run = api
+                        .ok(
+                            "POST",
+                            "runs/create",
+                            Some(json!({"experiment_id": "0",
+                        "run_name": format!("tunegate {name}@{}", v.version)})),
+                        )
+                        .await?;
+                    let run_id = run
+                        .pointer("/run/info/run_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let art = run
+                        .pointer("/run/info/artifact_uri")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     let created = api.ok("POST", "model-versions/create", Some(json!({"name": name,
                         "source": format!("{art}/model"), "run_id": run_id,
                         "description": format!("mirror of tunegate {name}@{} (sha256:{})", v.version, v.root),
                         "tags": tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>()}))).await?;
                     out.created += 1;
-                    let mv = created.pointer("/model_version/version").and_then(Value::as_str)
-                        .ok_or_else(|| Error::Input("MLflow model-versions/create returned no version".into()))?
+                    let mv = created
+                        .pointer("/model_version/version")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            Error::Input("MLflow model-versions/create returned no version".into())
+                        })?
                         .to_string();
                     back.insert(mv.clone(), v.version);
                     mv
@@ -193,19 +262,34 @@ async fn sync_async(reg: &Registry, actor: &crate::Actor, api: &Api, repair: boo
         }
         for alias in ["staging", "production"] {
             // tunegate's choice: the newest version in that stage.
-            let want = vs.iter().filter(|v| v.stage == alias).map(|v| v.version).max();
+            let want = vs
+                .iter()
+                .filter(|v| v.stage == alias)
+                .map(|v| v.version)
+                .max();
             let (s, cur) = api
-                .call("GET", &format!("registered-models/alias?name={}&alias={alias}", enc(name)), None)
+                .call(
+                    "GET",
+                    &format!("registered-models/alias?name={}&alias={alias}", enc(name)),
+                    None,
+                )
                 .await?;
             let current = if s < 300 {
-                cur.pointer("/model_version/version").and_then(Value::as_str).map(str::to_string)
+                cur.pointer("/model_version/version")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
             } else {
                 None
             };
             let want_mv = want.and_then(|w| mirror.get(&w).cloned());
             match (&current, &want_mv) {
                 (None, Some(w)) => {
-                    api.ok("POST", "registered-models/alias", Some(json!({"name": name, "alias": alias, "version": w}))).await?;
+                    api.ok(
+                        "POST",
+                        "registered-models/alias",
+                        Some(json!({"name": name, "alias": alias, "version": w})),
+                    )
+                    .await?;
                     out.aliases_set += 1;
                 }
                 (Some(c), w) if Some(c) != w.as_ref() => {
@@ -219,14 +303,30 @@ async fn sync_async(reg: &Registry, actor: &crate::Actor, api: &Api, repair: boo
                     };
                     report.findings.push(Finding::new(
                         &checks::MLFLOW_DRIFT,
-                        format!("MLflow alias '{alias}' of {name} points to {points}, but {wanted}{}",
-                            if repair { "; moved back" } else { "" }),
+                        format!(
+                            "MLflow alias '{alias}' of {name} points to {points}, but {wanted}{}",
+                            if repair { "; moved back" } else { "" }
+                        ),
                         Location::file(format!("{name}#{alias}")),
                     ));
                     if repair {
                         match w {
-                            Some(w) => api.ok("POST", "registered-models/alias", Some(json!({"name": name, "alias": alias, "version": w}))).await?,
-                            None => api.ok("DELETE", "registered-models/alias", Some(json!({"name": name, "alias": alias}))).await?,
+                            Some(w) => {
+                                api.ok(
+                                    "POST",
+                                    "registered-models/alias",
+                                    Some(json!({"name": name, "alias": alias, "version": w})),
+                                )
+                                .await?
+                            }
+                            None => {
+                                api.ok(
+                                    "DELETE",
+                                    "registered-models/alias",
+                                    Some(json!({"name": name, "alias": alias})),
+                                )
+                                .await?
+                            }
                         };
                         out.aliases_set += 1;
                     }
@@ -234,7 +334,10 @@ async fn sync_async(reg: &Registry, actor: &crate::Actor, api: &Api, repair: boo
                 _ => {}
             }
         }
-        report.subjects.push(Subject::sha256(name.clone(), vs.last().map(|v| v.root.clone()).unwrap_or_default()));
+        report.subjects.push(Subject::sha256(
+            name.clone(),
+            vs.last().map(|v| v.root.clone()).unwrap_or_default(),
+        ));
     }
     report.summary.records = Some(models.values().map(Vec::len).sum::<usize>() as u64);
     report.finish();

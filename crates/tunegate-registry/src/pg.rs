@@ -45,7 +45,8 @@ impl PgStore {
         let mut client = Client::connect(url, NoTls).map_err(pe)?;
         let mut t = client.transaction().map_err(pe)?;
         // Serialise concurrent first-time schema creation.
-        t.execute("SELECT pg_advisory_xact_lock(7461726)", &[]).map_err(pe)?;
+        t.execute("SELECT pg_advisory_xact_lock(7461726)", &[])
+            .map_err(pe)?;
         t.batch_execute(SCHEMA).map_err(pe)?;
         t.commit().map_err(pe)?;
         Ok(PgStore {
@@ -61,7 +62,8 @@ impl Store for PgStore {
             .lock()
             .map_err(|_| Error::Store("connection lock poisoned".into()))?;
         let mut tx = c.transaction().map_err(pe)?;
-        tx.batch_execute("LOCK TABLE audit IN EXCLUSIVE MODE").map_err(pe)?;
+        tx.batch_execute("LOCK TABLE audit IN EXCLUSIVE MODE")
+            .map_err(pe)?;
         let mut t = PgTxn { tx };
         f(&mut t)?;
         t.tx.commit().map_err(pe)
@@ -135,7 +137,17 @@ impl Txn for PgTxn<'_> {
         self.tx
             .execute(
                 &format!("INSERT INTO versions ({VCOLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"),
-                &[&v.model, &v.version, &v.path, &v.root, &files, &inputs, &v.stage, &v.registered_by, &v.registered_at],
+                &[
+                    &v.model,
+                    &v.version,
+                    &v.path,
+                    &v.root,
+                    &files,
+                    &inputs,
+                    &v.stage,
+                    &v.registered_by,
+                    &v.registered_at,
+                ],
             )
             .map_err(pe)?;
         Ok(())
@@ -250,7 +262,10 @@ impl Txn for PgTxn<'_> {
     fn principal(&mut self, name: &str) -> Result<Option<Principal>> {
         let r = self
             .tx
-            .query_opt("SELECT name, role, token_sha256 FROM principals WHERE name = $1", &[&name])
+            .query_opt(
+                "SELECT name, role, token_sha256 FROM principals WHERE name = $1",
+                &[&name],
+            )
             .map_err(pe)?;
         Ok(r.as_ref().map(row_principal))
     }
@@ -258,7 +273,10 @@ impl Txn for PgTxn<'_> {
     fn principals(&mut self) -> Result<Vec<Principal>> {
         let rows = self
             .tx
-            .query("SELECT name, role, token_sha256 FROM principals ORDER BY name", &[])
+            .query(
+                "SELECT name, role, token_sha256 FROM principals ORDER BY name",
+                &[],
+            )
             .map_err(pe)?;
         Ok(rows.iter().map(row_principal).collect())
     }
@@ -276,7 +294,10 @@ impl Txn for PgTxn<'_> {
             .execute(
                 "INSERT INTO audit (seq, ts, actor, action, model, version, detail, prev, hash)
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                &[&e.seq, &e.ts, &e.actor, &e.action, &e.model, &e.version, &e.detail, &e.prev, &e.hash],
+                &[
+                    &e.seq, &e.ts, &e.actor, &e.action, &e.model, &e.version, &e.detail, &e.prev,
+                    &e.hash,
+                ],
             )
             .map_err(pe)?;
         Ok(())

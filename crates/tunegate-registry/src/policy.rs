@@ -202,7 +202,9 @@ impl Policy {
                     .unwrap_or(Path::new("tunegate-registry.db")),
             ),
             store_url: match raw.store_url {
-                Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(u),
+                Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                    Some(u)
+                }
                 Some(u) => {
                     return Err(Error::Policy(format!(
                         "store_url '{u}' is not a postgres:// or postgresql:// URL"

@@ -80,9 +80,16 @@ impl EvidenceFile {
 
 /// Evidence from uploaded bytes: must parse as a Sigstore bundle (verification happens at
 /// every evaluation).
-pub fn evidence_from_bytes(name: &str, hint: Option<String>, body: Vec<u8>, by: &str) -> Result<Evidence> {
+pub fn evidence_from_bytes(
+    name: &str,
+    hint: Option<String>,
+    body: Vec<u8>,
+    by: &str,
+) -> Result<Evidence> {
     if body.len() as u64 > MAX_EVIDENCE_BYTES {
-        return Err(Error::Input(format!("{name}: larger than any evidence bundle (16 MiB limit)")));
+        return Err(Error::Input(format!(
+            "{name}: larger than any evidence bundle (16 MiB limit)"
+        )));
     }
     if let Some(h) = &hint {
         if !crate::policy::KINDS.contains(&h.as_str()) {
@@ -147,7 +154,10 @@ pub fn digest_path(path: &Path) -> Result<(String, Vec<(String, String)>)> {
         | WalkError::TooMany(m) => Error::Input(format!("{}: {m}", path.display())),
     })?;
     if m.resources.is_empty() {
-        return Err(Error::Input(format!("{}: no files to register", path.display())));
+        return Err(Error::Input(format!(
+            "{}: no files to register",
+            path.display()
+        )));
     }
     let base = path
         .file_name()
@@ -157,7 +167,11 @@ pub fn digest_path(path: &Path) -> Result<(String, Vec<(String, String)>)> {
         .resources
         .iter()
         .map(|r| {
-            let name = if r.name == "." { base.clone() } else { r.name.clone() };
+            let name = if r.name == "." {
+                base.clone()
+            } else {
+                r.name.clone()
+            };
             (name, hex::encode(&r.digest))
         })
         .collect();
@@ -214,8 +228,7 @@ impl Registry {
         let mut found = None;
         self.store.read(&mut |t| {
             found = t.principals()?.into_iter().find(|p| {
-                p.token_sha256.as_deref() == Some(h.as_str())
-                    && name.is_none_or(|n| n == p.name)
+                p.token_sha256.as_deref() == Some(h.as_str()) && name.is_none_or(|n| n == p.name)
             });
             Ok(())
         })?;
@@ -248,7 +261,14 @@ impl Registry {
         };
         self.store.write(&mut |t| {
             t.put_principal(&p)?;
-            audit::append(t, &actor.name, "principal", "", 0, json!({"name": name, "role": role}))?;
+            audit::append(
+                t,
+                &actor.name,
+                "principal",
+                "",
+                0,
+                json!({"name": name, "role": role}),
+            )?;
             Ok(())
         })?;
         Ok(token)
@@ -303,8 +323,14 @@ impl Registry {
             )?;
             for e in &ev {
                 t.insert_evidence(model, v.version, e)?;
-                audit::append(t, &actor.name, "evidence", model, v.version,
-                    json!({"name": e.name, "sha256": e.sha256, "kind": e.hint}))?;
+                audit::append(
+                    t,
+                    &actor.name,
+                    "evidence",
+                    model,
+                    v.version,
+                    json!({"name": e.name, "sha256": e.sha256, "kind": e.hint}),
+                )?;
             }
             out = Some(v);
             Ok(())
@@ -313,8 +339,18 @@ impl Registry {
     }
 
     /// Attaches more evidence to a version.
-    pub fn attach(&self, actor: &Actor, model: &str, version: i64, files: &[EvidenceFile]) -> Result<()> {
-        require_role(actor, &["trainer", "security-approver", "admin"], "attach evidence")?;
+    pub fn attach(
+        &self,
+        actor: &Actor,
+        model: &str,
+        version: i64,
+        files: &[EvidenceFile],
+    ) -> Result<()> {
+        require_role(
+            actor,
+            &["trainer", "security-approver", "admin"],
+            "attach evidence",
+        )?;
         let ev: Vec<Evidence> = files
             .iter()
             .map(|e| e.load(&actor.name))
@@ -323,14 +359,30 @@ impl Registry {
     }
 
     /// Attaches evidence already read (an HTTP upload).
-    pub fn attach_loaded(&self, actor: &Actor, model: &str, version: i64, ev: &[Evidence]) -> Result<()> {
-        require_role(actor, &["trainer", "security-approver", "admin"], "attach evidence")?;
+    pub fn attach_loaded(
+        &self,
+        actor: &Actor,
+        model: &str,
+        version: i64,
+        ev: &[Evidence],
+    ) -> Result<()> {
+        require_role(
+            actor,
+            &["trainer", "security-approver", "admin"],
+            "attach evidence",
+        )?;
         self.store.write(&mut |t| {
             get_version(t, model, version)?;
             for e in ev {
                 t.insert_evidence(model, version, e)?;
-                audit::append(t, &actor.name, "evidence", model, version,
-                    json!({"name": e.name, "sha256": e.sha256, "kind": e.hint}))?;
+                audit::append(
+                    t,
+                    &actor.name,
+                    "evidence",
+                    model,
+                    version,
+                    json!({"name": e.name, "sha256": e.sha256, "kind": e.hint}),
+                )?;
             }
             Ok(())
         })
@@ -343,7 +395,14 @@ impl Registry {
             let v = get_version(t, model, version)?;
             let ev = t.evidence(model, version)?;
             let ap = t.approvals(model, version)?;
-            out = Some(evaluate(&self.policy, stage, &v, &ev, &ap, crate::time::now())?);
+            out = Some(evaluate(
+                &self.policy,
+                stage,
+                &v,
+                &ev,
+                &ap,
+                crate::time::now(),
+            )?);
             Ok(())
         })?;
         out.ok_or_else(|| Error::Store("no evaluation".into()))
@@ -360,11 +419,15 @@ impl Registry {
                     actor.name
                 )));
             }
-            t.insert_approval(model, version, &Approval {
-                approver: actor.name.clone(),
-                role: actor.role.clone(),
-                at: crate::time::now(),
-            })?;
+            t.insert_approval(
+                model,
+                version,
+                &Approval {
+                    approver: actor.name.clone(),
+                    role: actor.role.clone(),
+                    at: crate::time::now(),
+                },
+            )?;
             audit::append(t, &actor.name, "approve", model, version, json!({}))?;
             Ok(())
         })
@@ -373,12 +436,26 @@ impl Registry {
     /// Promotes to `stage` if the policy allows; returns the evaluation either way (refusals are
     /// audited too). A security-approver other than the registrant promoting to production
     /// approves by doing so.
-    pub fn promote(&self, actor: &Actor, model: &str, version: i64, stage: &str) -> Result<Evaluation> {
+    pub fn promote(
+        &self,
+        actor: &Actor,
+        model: &str,
+        version: i64,
+        stage: &str,
+    ) -> Result<Evaluation> {
         self.policy.stage(stage)?;
         if stage == "production" {
-            require_role(actor, &["security-approver", "admin"], "promote to production")?;
+            require_role(
+                actor,
+                &["security-approver", "admin"],
+                "promote to production",
+            )?;
         } else {
-            require_role(actor, &["trainer", "security-approver", "admin"], "promote to staging")?;
+            require_role(
+                actor,
+                &["trainer", "security-approver", "admin"],
+                "promote to staging",
+            )?;
         }
         let mut out = None;
         self.store.write(&mut |t| {
@@ -420,11 +497,23 @@ impl Registry {
                     }
                 }
                 t.set_stage(model, version, stage)?;
-                audit::append(t, &actor.name, "promote", model, version,
-                    json!({"from": v.stage, "to": stage, "findings": ids}))?;
+                audit::append(
+                    t,
+                    &actor.name,
+                    "promote",
+                    model,
+                    version,
+                    json!({"from": v.stage, "to": stage, "findings": ids}),
+                )?;
             } else {
-                audit::append(t, &actor.name, "promote-refused", model, version,
-                    json!({"from": v.stage, "to": stage, "blocking": ids}))?;
+                audit::append(
+                    t,
+                    &actor.name,
+                    "promote-refused",
+                    model,
+                    version,
+                    json!({"from": v.stage, "to": stage, "blocking": ids}),
+                )?;
             }
             out = Some(e);
             Ok(())
@@ -444,7 +533,11 @@ impl Registry {
                     && (a.action == "promote" || a.action == "rollback")
                     && serde_json::from_str::<serde_json::Value>(&a.detail)
                         .ok()
-                        .and_then(|d| d.get("to").and_then(|s| s.as_str()).map(|s| s == "production"))
+                        .and_then(|d| {
+                            d.get("to")
+                                .and_then(|s| s.as_str())
+                                .map(|s| s == "production")
+                        })
                         .unwrap_or(false)
             });
             if !was_prod {
@@ -460,8 +553,14 @@ impl Registry {
                 }
             }
             t.set_stage(model, version, "production")?;
-            audit::append(t, &actor.name, "rollback", model, version,
-                json!({"to": "production", "replaced": from}))?;
+            audit::append(
+                t,
+                &actor.name,
+                "rollback",
+                model,
+                version,
+                json!({"to": "production", "replaced": from}),
+            )?;
             Ok(())
         })
     }
@@ -475,10 +574,21 @@ impl Registry {
             to = match v.stage.as_str() {
                 "production" => "staging".into(),
                 "staging" => "none".into(),
-                s => return Err(Error::Input(format!("{model}@{version} is in stage '{s}'; nothing to demote"))),
+                s => {
+                    return Err(Error::Input(format!(
+                        "{model}@{version} is in stage '{s}'; nothing to demote"
+                    )))
+                }
             };
             t.set_stage(model, version, &to)?;
-            audit::append(t, &actor.name, "demote", model, version, json!({"from": v.stage, "to": to}))?;
+            audit::append(
+                t,
+                &actor.name,
+                "demote",
+                model,
+                version,
+                json!({"from": v.stage, "to": to}),
+            )?;
             Ok(())
         })?;
         Ok(to)
@@ -490,7 +600,14 @@ impl Registry {
         self.store.write(&mut |t| {
             let v = get_version(t, model, version)?;
             t.set_stage(model, version, "archived")?;
-            audit::append(t, &actor.name, "archive", model, version, json!({"from": v.stage}))?;
+            audit::append(
+                t,
+                &actor.name,
+                "archive",
+                model,
+                version,
+                json!({"from": v.stage}),
+            )?;
             Ok(())
         })
     }
@@ -506,10 +623,18 @@ impl Registry {
     }
 
     /// One version with its evidence and approvals.
-    pub fn version(&self, model: &str, version: i64) -> Result<(Version, Vec<Evidence>, Vec<Approval>)> {
+    pub fn version(
+        &self,
+        model: &str,
+        version: i64,
+    ) -> Result<(Version, Vec<Evidence>, Vec<Approval>)> {
         let mut out = None;
         self.store.read(&mut |t| {
-            out = Some((get_version(t, model, version)?, t.evidence(model, version)?, t.approvals(model, version)?));
+            out = Some((
+                get_version(t, model, version)?,
+                t.evidence(model, version)?,
+                t.approvals(model, version)?,
+            ));
             Ok(())
         })?;
         out.ok_or_else(|| Error::Store("no version".into()))

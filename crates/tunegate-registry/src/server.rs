@@ -42,7 +42,11 @@ fn resp(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
 }
 
 fn json_resp(status: StatusCode, v: serde_json::Value) -> Resp {
-    resp(status, "application/json", serde_json::to_vec_pretty(&v).unwrap_or_default())
+    resp(
+        status,
+        "application/json",
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
+    )
 }
 
 fn err_resp(e: Error) -> Resp {
@@ -67,7 +71,10 @@ fn pct_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -104,7 +111,9 @@ fn split_version(rest: &str) -> Option<(String, i64, String)> {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("registry task panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("registry task panicked")
 }
 
 async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Resp {
@@ -125,14 +134,19 @@ async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Resp {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
     let Some(token) = token else {
-        return err_resp(Error::Unauthenticated("send Authorization: Bearer TOKEN".into()));
+        return err_resp(Error::Unauthenticated(
+            "send Authorization: Bearer TOKEN".into(),
+        ));
     };
     let to = query(&req, "to");
     let ev_name = query(&req, "name").unwrap_or_else(|| "upload".into());
     let kind = query(&req, "kind");
-    let body = match Limited::new(req.into_body(), crate::registry::MAX_EVIDENCE_BYTES as usize)
-        .collect()
-        .await
+    let body = match Limited::new(
+        req.into_body(),
+        crate::registry::MAX_EVIDENCE_BYTES as usize,
+    )
+    .collect()
+    .await
     {
         Ok(b) => b.to_bytes().to_vec(),
         Err(_) => return err_resp(Error::Input("request body too large or unreadable".into())),
@@ -196,7 +210,10 @@ fn get(reg: &Registry, path: &str) -> Resp {
             .map(|v| json_resp(StatusCode::OK, json!({"versions": v}))),
         "/api/v1/audit" => reg.audit().map(|a| {
             let rep = crate::audit::verify(&a);
-            json_resp(StatusCode::OK, json!({"verified": rep.findings.is_empty(), "report": rep, "entries": a}))
+            json_resp(
+                StatusCode::OK,
+                json!({"verified": rep.findings.is_empty(), "report": rep, "entries": a}),
+            )
         }),
         p => {
             if let Some(rest) = p.strip_prefix("/api/v1/models/") {
@@ -244,7 +261,9 @@ fn stage_tag(s: &str) -> String {
 
 fn page_models(reg: &Registry) -> crate::Result<Resp> {
     let vs = reg.versions(None)?;
-    let mut b = String::from("<table><tr><th>model</th><th>versions</th><th>production</th><th>staging</th></tr>");
+    let mut b = String::from(
+        "<table><tr><th>model</th><th>versions</th><th>production</th><th>staging</th></tr>",
+    );
     let mut names: Vec<&str> = vs.iter().map(|v| v.model.as_str()).collect();
     names.dedup();
     for n in names {
@@ -252,7 +271,13 @@ fn page_models(reg: &Registry) -> crate::Result<Resp> {
         let at = |s: &str| {
             of.iter()
                 .filter(|v| v.stage == s)
-                .map(|v| format!("<a href=\"/models/{n}/versions/{0}\">v{0}</a>", v.version, n = esc(n)))
+                .map(|v| {
+                    format!(
+                        "<a href=\"/models/{n}/versions/{0}\">v{0}</a>",
+                        v.version,
+                        n = esc(n)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -305,7 +330,9 @@ fn page_version(reg: &Registry, name: &str, v: i64) -> crate::Result<Resp> {
     b.push_str("<h2>Evidence chain</h2><div class=\"chain\">");
     for (i, kind) in crate::policy::KINDS.iter().enumerate() {
         let items: Vec<_> = e.items.iter().filter(|it| it.kind == *kind).collect();
-        if items.is_empty() && !["dataset", "base", "provenance", "signature", "model"].contains(kind) {
+        if items.is_empty()
+            && !["dataset", "base", "provenance", "signature", "model"].contains(kind)
+        {
             continue;
         }
         if i > 0 {
@@ -316,9 +343,18 @@ fn page_version(reg: &Registry, name: &str, v: i64) -> crate::Result<Resp> {
         let status = if items.is_empty() {
             "missing".to_string()
         } else {
-            items.iter().map(|it| it.status.as_str()).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|it| it.status.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let _ = write!(b, "<div class=\"link {class}\"><b>{}</b><br>{}</div>", esc(kind), esc(&status));
+        let _ = write!(
+            b,
+            "<div class=\"link {class}\"><b>{}</b><br>{}</div>",
+            esc(kind),
+            esc(&status)
+        );
     }
     b.push_str("</div><h2>Evidence</h2><table><tr><th>kind</th><th>file</th><th>status</th><th>signer</th><th>detail</th></tr>");
     for it in &e.items {
@@ -336,7 +372,13 @@ fn page_version(reg: &Registry, name: &str, v: i64) -> crate::Result<Resp> {
     }
     b.push_str("</table><h2>Approvals</h2><ul>");
     for a in &approvals {
-        let _ = write!(b, "<li>{} ({}) at {}</li>", esc(&a.approver), esc(&a.role), crate::time::format(a.at));
+        let _ = write!(
+            b,
+            "<li>{} ({}) at {}</li>",
+            esc(&a.approver),
+            esc(&a.role),
+            crate::time::format(a.at)
+        );
     }
     let _ = write!(
         b,
@@ -347,7 +389,13 @@ fn page_version(reg: &Registry, name: &str, v: i64) -> crate::Result<Resp> {
     let mut findings: Vec<_> = e.report.findings.iter().collect();
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in findings {
-        let _ = write!(b, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&f.id), f.severity, esc(&f.message));
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.id),
+            f.severity,
+            esc(&f.message)
+        );
     }
     b.push_str("</table>");
     Ok(page(&format!("{name} v{v}"), &b))
@@ -356,16 +404,30 @@ fn page_version(reg: &Registry, name: &str, v: i64) -> crate::Result<Resp> {
 fn page_audit(reg: &Registry) -> crate::Result<Resp> {
     let log = reg.audit()?;
     let rep = crate::audit::verify(&log);
-    let head = rep.subjects.first().and_then(|s| s.digest.get("sha256")).cloned().unwrap_or_default();
+    let head = rep
+        .subjects
+        .first()
+        .and_then(|s| s.digest.get("sha256"))
+        .cloned()
+        .unwrap_or_default();
     let mut b = format!(
         "<p>chain <span class=\"tag {}\">{}</span> · {} entries · head <code>{}</code></p>",
         if rep.findings.is_empty() { "ok" } else { "bad" },
-        if rep.findings.is_empty() { "verified" } else { "BROKEN" },
+        if rep.findings.is_empty() {
+            "verified"
+        } else {
+            "BROKEN"
+        },
         log.len(),
         esc(&head)
     );
     for f in &rep.findings {
-        let _ = write!(b, "<p class=\"tag bad\">{} {}</p>", esc(&f.id), esc(&f.message));
+        let _ = write!(
+            b,
+            "<p class=\"tag bad\">{} {}</p>",
+            esc(&f.id),
+            esc(&f.message)
+        );
     }
     b.push_str("<table><tr><th>#</th><th>time</th><th>actor</th><th>action</th><th>version</th><th>detail</th><th>hash</th></tr>");
     for a in log.iter().rev() {

@@ -37,8 +37,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store file.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
+        let conn =
+            Connection::open(path).map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;

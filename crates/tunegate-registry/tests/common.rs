@@ -74,7 +74,11 @@ pub fn fixture() -> Fx {
         rogue: PrivateKey::generate(KeyAlgorithm::EcdsaP256),
         dir,
     };
-    for (n, k) in [("release", &fx.release), ("scanner", &fx.scanner), ("ci", &fx.ci)] {
+    for (n, k) in [
+        ("release", &fx.release),
+        ("scanner", &fx.scanner),
+        ("ci", &fx.ci),
+    ] {
         std::fs::write(d.join(format!("{n}.pub")), k.public_key().to_pem()).unwrap();
     }
     std::fs::write(d.join("tunegate.toml"), POLICY).unwrap();
@@ -110,7 +114,14 @@ impl Fx {
     }
 
     /// A signed gate report over `about`, with one finding of `sev` if given; returns the file.
-    pub fn report(&self, file: &str, gate: &str, about: &Path, sev: Option<Severity>, key: &PrivateKey) -> PathBuf {
+    pub fn report(
+        &self,
+        file: &str,
+        gate: &str,
+        about: &Path,
+        sev: Option<Severity>,
+        key: &PrivateKey,
+    ) -> PathBuf {
         let mut r = Report::new(gate, Severity::High);
         r.subjects = Self::subjects(about);
         if let Some(s) = sev {
@@ -144,12 +155,19 @@ impl Fx {
     }
 
     /// SLSA provenance: outputs = files of `model`, inputs = dataset and base files.
-    pub fn provenance(&self, file: &str, model: &Path, finished: &str, key: &PrivateKey) -> PathBuf {
+    pub fn provenance(
+        &self,
+        file: &str,
+        model: &Path,
+        finished: &str,
+        key: &PrivateKey,
+    ) -> PathBuf {
         let subject: Vec<ResourceDescriptor> = Self::subjects(model)
             .into_iter()
             .map(|s| ResourceDescriptor::sha256(s.name, s.digest["sha256"].clone()))
             .collect();
-        let mut deps = vec![json!({"name": "train.jsonl", "digest": {"sha256": sha(&self.dataset)}})];
+        let mut deps =
+            vec![json!({"name": "train.jsonl", "digest": {"sha256": sha(&self.dataset)}})];
         for s in Self::subjects(&self.base) {
             deps.push(json!({"name": s.name, "digest": {"sha256": s.digest["sha256"]}}));
         }
@@ -167,7 +185,13 @@ impl Fx {
     /// Every piece of evidence production needs, all good.
     pub fn complete_chain(&self, finished: &str) -> Vec<PathBuf> {
         vec![
-            self.report("dataset.sig.json", "dataset", &self.dataset, None, &self.scanner),
+            self.report(
+                "dataset.sig.json",
+                "dataset",
+                &self.dataset,
+                None,
+                &self.scanner,
+            ),
             self.report("base.sig.json", "model", &self.base, None, &self.scanner),
             self.provenance("prov.sig.json", &self.model, finished, &self.ci),
             self.signature("model.sig", &self.model, &self.release),
@@ -177,15 +201,24 @@ impl Fx {
 }
 
 pub fn admin() -> Actor {
-    Actor { name: "root".into(), role: "admin".into() }
+    Actor {
+        name: "root".into(),
+        role: "admin".into(),
+    }
 }
 
 pub fn trainer() -> Actor {
-    Actor { name: "tina".into(), role: "trainer".into() }
+    Actor {
+        name: "tina".into(),
+        role: "trainer".into(),
+    }
 }
 
 pub fn approver() -> Actor {
-    Actor { name: "sam".into(), role: "security-approver".into() }
+    Actor {
+        name: "sam".into(),
+        role: "security-approver".into(),
+    }
 }
 
 /// A version record for `model` without a store (for pure evaluation tests).
@@ -224,5 +257,9 @@ pub fn evidence(paths: &[PathBuf], at: i64) -> Vec<Evidence> {
 }
 
 pub fn approval() -> Vec<Approval> {
-    vec![Approval { approver: "sam".into(), role: "security-approver".into(), at: 0 }]
+    vec![Approval {
+        approver: "sam".into(),
+        role: "security-approver".into(),
+        at: 0,
+    }]
 }

@@ -14,7 +14,8 @@ fn fresh_db() -> Option<String> {
         eprintln!("note: TUNEGATE_REGISTRY_PG_URL is not set; skipping the PostgreSQL store test (run .ci/run)");
         return None;
     };
-    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("TUNEGATE_REGISTRY_PG_URL is set but the server is unreachable");
+    let mut c = postgres::Client::connect(&url, postgres::NoTls)
+        .expect("TUNEGATE_REGISTRY_PG_URL is set but the server is unreachable");
     let mut raw = [0u8; 6];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
     let name = format!("tg_{}", hex::encode(raw));
@@ -24,21 +25,30 @@ fn fresh_db() -> Option<String> {
 }
 
 fn pg_registry(fx: &Fx, url: &str) -> Registry {
-    let text = std::fs::read_to_string(fx.path("tunegate.toml")).unwrap().replace(
-        "store = \"reg.db\"",
-        &format!("store_url = {url:?}"),
-    );
+    let text = std::fs::read_to_string(fx.path("tunegate.toml"))
+        .unwrap()
+        .replace("store = \"reg.db\"", &format!("store_url = {url:?}"));
     Registry::open(Policy::from_toml(&text, fx.dir.path()).unwrap()).unwrap()
 }
 
 fn ev(paths: &[std::path::PathBuf]) -> Vec<EvidenceFile> {
-    paths.iter().map(|p| EvidenceFile { path: p.clone(), hint: None }).collect()
+    paths
+        .iter()
+        .map(|p| EvidenceFile {
+            path: p.clone(),
+            hint: None,
+        })
+        .collect()
 }
 
 fn consistent(reg: &Registry) -> usize {
     let vs = reg.versions(None).unwrap();
     let log = reg.audit().unwrap();
-    let adds: Vec<(String, i64)> = log.iter().filter(|a| a.action == "add").map(|a| (a.model.clone(), a.version)).collect();
+    let adds: Vec<(String, i64)> = log
+        .iter()
+        .filter(|a| a.action == "add")
+        .map(|a| (a.model.clone(), a.version))
+        .collect();
     let mut stored: Vec<(String, i64)> = vs.iter().map(|v| (v.model.clone(), v.version)).collect();
     let mut sorted = adds.clone();
     sorted.sort();
@@ -55,17 +65,27 @@ fn postgres_promotion_flow_and_tamper_detection() {
     let fx = fixture();
     let reg = pg_registry(&fx, &url);
     let chain = fx.complete_chain("2099-01-01T00:00:00Z");
-    reg.add(&trainer(), "m", &fx.model, &[], &ev(&chain[2..])).unwrap();
+    reg.add(&trainer(), "m", &fx.model, &[], &ev(&chain[2..]))
+        .unwrap();
     let e = reg.promote(&approver(), "m", 1, "production").unwrap();
     assert!(!e.allowed() && e.report.findings.iter().any(|f| f.id == "R001"));
     reg.attach(&trainer(), "m", 1, &ev(&chain[..2])).unwrap();
-    assert!(reg.promote(&approver(), "m", 1, "production").unwrap().allowed());
+    assert!(reg
+        .promote(&approver(), "m", 1, "production")
+        .unwrap()
+        .allowed());
     let admin = reg.local_actor("root").unwrap();
-    let tok = reg.add_principal(&admin, "sam", "security-approver").unwrap();
-    assert_eq!(reg.authenticate(Some("sam"), &tok).unwrap().role, "security-approver");
+    let tok = reg
+        .add_principal(&admin, "sam", "security-approver")
+        .unwrap();
+    assert_eq!(
+        reg.authenticate(Some("sam"), &tok).unwrap().role,
+        "security-approver"
+    );
     assert_eq!(consistent(&reg), 1);
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    c.batch_execute("UPDATE audit SET actor = 'x' WHERE seq = 2").unwrap();
+    c.batch_execute("UPDATE audit SET actor = 'x' WHERE seq = 2")
+        .unwrap();
     let f = tunegate_registry::audit::verify(&reg.audit().unwrap()).findings;
     assert!(f.iter().any(|f| f.id == "R011"), "{f:?}");
     c.batch_execute("DELETE FROM audit WHERE seq = 3").unwrap();
@@ -84,7 +104,8 @@ fn postgres_concurrent_threads_and_processes_lose_nothing() {
             s.spawn(move || {
                 let reg = pg_registry(fx, url);
                 for _ in 0..8 {
-                    reg.add(&trainer(), &format!("m{}", t % 2), &fx.model, &[], &[]).unwrap();
+                    reg.add(&trainer(), &format!("m{}", t % 2), &fx.model, &[], &[])
+                        .unwrap();
                 }
             });
         }
@@ -100,13 +121,18 @@ fn postgres_concurrent_threads_and_processes_lose_nothing() {
 fn postgres_client_killed_mid_transaction_leaves_a_consistent_store() {
     let Some(url) = fresh_db() else { return };
     let fx = fixture();
-    pg_registry(&fx, &url).add(&trainer(), "m", &fx.model, &[], &[]).unwrap();
+    pg_registry(&fx, &url)
+        .add(&trainer(), "m", &fx.model, &[], &[])
+        .unwrap();
     let mut k = child(&fx, &url, "hold");
     let mut r = std::io::BufReader::new(k.stdout.as_mut().unwrap());
     let mut line = String::new();
     while !line.contains("in-tx") {
         line.clear();
-        assert!(std::io::BufRead::read_line(&mut r, &mut line).unwrap() > 0, "child exited early");
+        assert!(
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap() > 0,
+            "child exited early"
+        );
     }
     k.kill().unwrap();
     k.wait().unwrap();
@@ -119,7 +145,12 @@ fn postgres_client_killed_mid_transaction_leaves_a_consistent_store() {
 
 fn child(fx: &Fx, url: &str, mode: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "pg_child_writer", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "pg_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("TG_PG_CHILD", mode)
         .env("TG_PG_URL", url)
         .env("TG_PG_DIR", fx.dir.path())
@@ -133,7 +164,9 @@ fn child(fx: &Fx, url: &str, mode: &str) -> std::process::Child {
 /// Child-process writer: runs only when spawned by the tests above.
 #[test]
 fn pg_child_writer() {
-    let Ok(mode) = std::env::var("TG_PG_CHILD") else { return };
+    let Ok(mode) = std::env::var("TG_PG_CHILD") else {
+        return;
+    };
     let url = std::env::var("TG_PG_URL").unwrap();
     if mode == "hold" {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -143,12 +176,22 @@ fn pg_child_writer() {
         std::thread::sleep(std::time::Duration::from_secs(120));
         return;
     }
-    let text = std::fs::read_to_string(std::path::Path::new(&std::env::var("TG_PG_DIR").unwrap()).join("tunegate.toml"))
-        .unwrap()
-        .replace("store = \"reg.db\"", &format!("store_url = {url:?}"));
-    let reg = Registry::open(Policy::from_toml(&text, std::path::Path::new(&std::env::var("TG_PG_DIR").unwrap())).unwrap()).unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(&std::env::var("TG_PG_DIR").unwrap()).join("tunegate.toml"),
+    )
+    .unwrap()
+    .replace("store = \"reg.db\"", &format!("store_url = {url:?}"));
+    let reg = Registry::open(
+        Policy::from_toml(
+            &text,
+            std::path::Path::new(&std::env::var("TG_PG_DIR").unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let model = std::env::var("TG_REG_MODEL").unwrap();
     for _ in 0..mode.parse::<usize>().unwrap() {
-        reg.add(&trainer(), "p", std::path::Path::new(&model), &[], &[]).unwrap();
+        reg.add(&trainer(), "p", std::path::Path::new(&model), &[], &[])
+            .unwrap();
     }
 }

@@ -9,11 +9,21 @@ use tunegate_registry::registry::EvidenceFile;
 use tunegate_registry::{Error, Registry};
 
 fn ev(paths: &[std::path::PathBuf]) -> Vec<EvidenceFile> {
-    paths.iter().map(|p| EvidenceFile { path: p.clone(), hint: None }).collect()
+    paths
+        .iter()
+        .map(|p| EvidenceFile {
+            path: p.clone(),
+            hint: None,
+        })
+        .collect()
 }
 
 fn ids(entries: &[tunegate_registry::store::AuditEntry]) -> Vec<String> {
-    audit::verify(entries).findings.iter().map(|f| format!("{} {}", f.id, f.message)).collect()
+    audit::verify(entries)
+        .findings
+        .iter()
+        .map(|f| format!("{} {}", f.id, f.message))
+        .collect()
 }
 
 #[test]
@@ -22,43 +32,88 @@ fn full_flow_with_separation_of_duties_and_rollback() {
     let reg = fx.registry();
     let chain = fx.complete_chain("2099-01-01T00:00:00Z");
     // Registered by the trainer with part of the evidence.
-    let v1 = reg.add(&trainer(), "llama-lora", &fx.model, &[], &ev(&chain[2..])).unwrap();
+    let v1 = reg
+        .add(&trainer(), "llama-lora", &fx.model, &[], &ev(&chain[2..]))
+        .unwrap();
     assert_eq!(v1.version, 1);
     // Trainers cannot promote to production or approve.
-    assert!(matches!(reg.promote(&trainer(), "llama-lora", 1, "production"), Err(Error::Forbidden(_))));
-    assert!(matches!(reg.approve(&trainer(), "llama-lora", 1), Err(Error::Forbidden(_))));
+    assert!(matches!(
+        reg.promote(&trainer(), "llama-lora", 1, "production"),
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        reg.approve(&trainer(), "llama-lora", 1),
+        Err(Error::Forbidden(_))
+    ));
     // Staging is fine; production is refused for missing evidence and audited as refused.
-    assert!(reg.promote(&trainer(), "llama-lora", 1, "staging").unwrap().allowed());
-    let e = reg.promote(&approver(), "llama-lora", 1, "production").unwrap();
+    assert!(reg
+        .promote(&trainer(), "llama-lora", 1, "staging")
+        .unwrap()
+        .allowed());
+    let e = reg
+        .promote(&approver(), "llama-lora", 1, "production")
+        .unwrap();
     assert!(!e.allowed());
-    assert!(e.report.findings.iter().any(|f| f.id == "R001" && f.message.contains("dataset")));
-    reg.attach(&trainer(), "llama-lora", 1, &ev(&chain[..2])).unwrap();
+    assert!(e
+        .report
+        .findings
+        .iter()
+        .any(|f| f.id == "R001" && f.message.contains("dataset")));
+    reg.attach(&trainer(), "llama-lora", 1, &ev(&chain[..2]))
+        .unwrap();
     // A security-approver who registered a version cannot approve it.
-    let sam_version = reg.add(&Actor_("sam", "admin"), "llama-lora", &fx.model, &[], &ev(&chain)).unwrap();
+    let sam_version = reg
+        .add(
+            &Actor_("sam", "admin"),
+            "llama-lora",
+            &fx.model,
+            &[],
+            &ev(&chain),
+        )
+        .unwrap();
     assert_eq!(sam_version.version, 2);
     let e = reg.approve(&approver(), "llama-lora", 2).unwrap_err();
     assert!(e.to_string().contains("separation of duties"), "{e}");
     // The approver promotes v1: its promotion is its approval.
-    let e = reg.promote(&approver(), "llama-lora", 1, "production").unwrap();
+    let e = reg
+        .promote(&approver(), "llama-lora", 1, "production")
+        .unwrap();
     assert!(e.allowed(), "{:?}", e.report.findings);
     assert_eq!(reg.version("llama-lora", 1).unwrap().0.stage, "production");
     // A v3 by the trainer replaces v1 in production; rollback puts v1 back in one step.
-    reg.add(&trainer(), "llama-lora", &fx.model, &[], &ev(&chain)).unwrap();
-    assert!(reg.promote(&approver(), "llama-lora", 3, "production").unwrap().allowed());
+    reg.add(&trainer(), "llama-lora", &fx.model, &[], &ev(&chain))
+        .unwrap();
+    assert!(reg
+        .promote(&approver(), "llama-lora", 3, "production")
+        .unwrap()
+        .allowed());
     assert_eq!(reg.version("llama-lora", 1).unwrap().0.stage, "archived");
-    assert!(matches!(reg.rollback(&approver(), "llama-lora", 2), Err(Error::Input(_))), "v2 was never in production");
+    assert!(
+        matches!(
+            reg.rollback(&approver(), "llama-lora", 2),
+            Err(Error::Input(_))
+        ),
+        "v2 was never in production"
+    );
     reg.rollback(&approver(), "llama-lora", 1).unwrap();
     assert_eq!(reg.version("llama-lora", 1).unwrap().0.stage, "production");
     assert_eq!(reg.version("llama-lora", 3).unwrap().0.stage, "staging");
     let log = reg.audit().unwrap();
     let actions: Vec<&str> = log.iter().map(|a| a.action.as_str()).collect();
-    assert!(actions.contains(&"promote-refused") && actions.contains(&"rollback") && actions.contains(&"approve"));
+    assert!(
+        actions.contains(&"promote-refused")
+            && actions.contains(&"rollback")
+            && actions.contains(&"approve")
+    );
     assert!(ids(&log).is_empty());
 }
 
 #[allow(non_snake_case)]
 fn Actor_(name: &str, role: &str) -> tunegate_registry::Actor {
-    tunegate_registry::Actor { name: name.into(), role: role.into() }
+    tunegate_registry::Actor {
+        name: name.into(),
+        role: role.into(),
+    }
 }
 
 #[test]
@@ -70,17 +125,35 @@ fn principals_tokens_are_hashed_and_local_user_is_bootstrap_admin() {
     assert_eq!(me.role, "admin");
     let token = reg.add_principal(&me, "alice", "admin").unwrap();
     let t2 = reg.add_principal(&me, "sam", "security-approver").unwrap();
-    assert!(matches!(reg.local_actor("mallory"), Err(Error::Forbidden(_))));
-    assert_eq!(reg.authenticate(Some("sam"), &t2).unwrap().role, "security-approver");
-    assert!(matches!(reg.authenticate(Some("sam"), &token), Err(Error::Unauthenticated(_))));
-    assert!(matches!(reg.authenticate(None, "tgr_guess"), Err(Error::Unauthenticated(_))));
+    assert!(matches!(
+        reg.local_actor("mallory"),
+        Err(Error::Forbidden(_))
+    ));
+    assert_eq!(
+        reg.authenticate(Some("sam"), &t2).unwrap().role,
+        "security-approver"
+    );
+    assert!(matches!(
+        reg.authenticate(Some("sam"), &token),
+        Err(Error::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        reg.authenticate(None, "tgr_guess"),
+        Err(Error::Unauthenticated(_))
+    ));
     // Only the hash is in the store file.
     drop(reg);
     let raw = std::fs::read(fx.path("reg.db")).unwrap();
     let hay = String::from_utf8_lossy(&raw);
     assert!(!hay.contains(&token) && !hay.contains(&t2));
     let c = rusqlite::Connection::open(fx.path("reg.db")).unwrap();
-    let h: String = c.query_row("SELECT token_sha256 FROM principals WHERE name='sam'", [], |r| r.get(0)).unwrap();
+    let h: String = c
+        .query_row(
+            "SELECT token_sha256 FROM principals WHERE name='sam'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(h, tunegate_registry::registry::token_hash(&t2));
 }
 
@@ -101,10 +174,14 @@ fn tamper(db: &std::path::Path, sql: &str) -> Vec<String> {
     let c = rusqlite::Connection::open(db).unwrap();
     c.execute_batch(sql).unwrap();
     drop(c);
-    let reg = Registry::open(tunegate_registry::Policy::from_toml(
-        &format!("[registry]\nstore = {:?}", db.display().to_string()),
-        std::path::Path::new("."),
-    ).unwrap()).unwrap();
+    let reg = Registry::open(
+        tunegate_registry::Policy::from_toml(
+            &format!("[registry]\nstore = {:?}", db.display().to_string()),
+            std::path::Path::new("."),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     ids(&reg.audit().unwrap())
 }
 
@@ -112,7 +189,10 @@ fn tamper(db: &std::path::Path, sql: &str) -> Vec<String> {
 fn audit_verify_detects_an_edited_entry() {
     let (_fx, db) = populated();
     let f = tamper(&db, "UPDATE audit SET actor = 'someone-else' WHERE seq = 2");
-    assert!(f.iter().any(|m| m.starts_with("R011 audit entry 2")), "{f:?}");
+    assert!(
+        f.iter().any(|m| m.starts_with("R011 audit entry 2")),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -127,16 +207,30 @@ fn audit_verify_detects_a_recomputed_edit_by_the_broken_link() {
         .unwrap();
     e.actor = "someone-else".into();
     e.hash = audit::entry_hash(&e);
-    let f = tamper(&db, &format!("UPDATE audit SET actor = 'someone-else', hash = '{}' WHERE seq = 2", e.hash));
+    let f = tamper(
+        &db,
+        &format!(
+            "UPDATE audit SET actor = 'someone-else', hash = '{}' WHERE seq = 2",
+            e.hash
+        ),
+    );
     assert!(!f.iter().any(|m| m.starts_with("R011")), "{f:?}");
-    assert!(f.iter().any(|m| m.starts_with("R012 audit entry 3 does not link")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("R012 audit entry 3 does not link")),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn audit_verify_detects_a_deleted_entry() {
     let (_fx, db) = populated();
     let f = tamper(&db, "DELETE FROM audit WHERE seq = 2");
-    assert!(f.iter().any(|m| m.starts_with("R012 audit entry 3 follows entry 1")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("R012 audit entry 3 follows entry 1")),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -147,7 +241,10 @@ fn audit_verify_detects_reordered_entries() {
         &db,
         "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;",
     );
-    assert!(f.iter().any(|m| m.starts_with("R011 audit entry 2")), "{f:?}");
+    assert!(
+        f.iter().any(|m| m.starts_with("R011 audit entry 2")),
+        "{f:?}"
+    );
     assert!(f.iter().any(|m| m.starts_with("R012")), "{f:?}");
 }
 
@@ -165,7 +262,8 @@ fn concurrent_threads_lose_nothing() {
                 // One connection per thread, like separate server workers.
                 let reg = Registry::open(policy).unwrap();
                 for _ in 0..EACH {
-                    reg.add(&trainer(), &format!("m{}", t % 2), &model, &[], &[]).unwrap();
+                    reg.add(&trainer(), &format!("m{}", t % 2), &model, &[], &[])
+                        .unwrap();
                 }
             });
         }
@@ -179,14 +277,34 @@ fn check_consistent(reg: &Registry, at_least: usize) -> usize {
     let vs = reg.versions(None).unwrap();
     let log = reg.audit().unwrap();
     assert!(vs.len() >= at_least, "{} versions < {at_least}", vs.len());
-    let adds: std::collections::BTreeSet<(String, i64)> =
-        log.iter().filter(|a| a.action == "add").map(|a| (a.model.clone(), a.version)).collect();
-    let stored: std::collections::BTreeSet<(String, i64)> = vs.iter().map(|v| (v.model.clone(), v.version)).collect();
-    assert_eq!(adds.len(), log.iter().filter(|a| a.action == "add").count(), "duplicate add entries");
+    let adds: std::collections::BTreeSet<(String, i64)> = log
+        .iter()
+        .filter(|a| a.action == "add")
+        .map(|a| (a.model.clone(), a.version))
+        .collect();
+    let stored: std::collections::BTreeSet<(String, i64)> =
+        vs.iter().map(|v| (v.model.clone(), v.version)).collect();
+    assert_eq!(
+        adds.len(),
+        log.iter().filter(|a| a.action == "add").count(),
+        "duplicate add entries"
+    );
     assert_eq!(adds, stored);
-    for m in stored.iter().map(|(m, _)| m).collect::<std::collections::BTreeSet<_>>() {
-        let n: Vec<i64> = vs.iter().filter(|v| &v.model == m).map(|v| v.version).collect();
-        assert_eq!(n, (1..=n.len() as i64).collect::<Vec<_>>(), "version numbers of {m} are not dense");
+    for m in stored
+        .iter()
+        .map(|(m, _)| m)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let n: Vec<i64> = vs
+            .iter()
+            .filter(|v| &v.model == m)
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(
+            n,
+            (1..=n.len() as i64).collect::<Vec<_>>(),
+            "version numbers of {m} are not dense"
+        );
     }
     assert!(ids(&log).is_empty(), "{:?}", ids(&log));
     vs.len()
@@ -195,10 +313,16 @@ fn check_consistent(reg: &Registry, at_least: usize) -> usize {
 /// Child-process writer: runs only when spawned by the tests below.
 #[test]
 fn child_writer() {
-    let Ok(mode) = std::env::var("TG_REG_CHILD") else { return };
+    let Ok(mode) = std::env::var("TG_REG_CHILD") else {
+        return;
+    };
     let db = std::env::var("TG_REG_DB").unwrap();
     let model = std::env::var("TG_REG_MODEL").unwrap();
-    let policy = tunegate_registry::Policy::from_toml(&format!("[registry]\nstore = {db:?}"), std::path::Path::new(".")).unwrap();
+    let policy = tunegate_registry::Policy::from_toml(
+        &format!("[registry]\nstore = {db:?}"),
+        std::path::Path::new("."),
+    )
+    .unwrap();
     let reg = Registry::open(policy).unwrap();
     let n: usize = mode.parse().unwrap_or(0);
     if mode == "hold" {
@@ -210,7 +334,8 @@ fn child_writer() {
         return;
     }
     for i in 0..(if n == 0 { usize::MAX } else { n }) {
-        reg.add(&trainer(), "m", std::path::Path::new(&model), &[], &[]).unwrap();
+        reg.add(&trainer(), "m", std::path::Path::new(&model), &[], &[])
+            .unwrap();
         if n == 0 && i == 0 {
             println!("writing");
         }
@@ -235,7 +360,10 @@ fn wait_for_line(c: &mut std::process::Child, want: &str) {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "child exited before printing {want}");
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "child exited before printing {want}"
+        );
         if line.contains(want) {
             return;
         }
@@ -266,7 +394,10 @@ fn sigkill_mid_transaction_leaves_a_consistent_store() {
     k.kill().unwrap(); // SIGKILL on Unix
     k.wait().unwrap();
     let reg = fx.registry();
-    assert!(reg.version("m", 999).is_err(), "the uncommitted version must not survive");
+    assert!(
+        reg.version("m", 999).is_err(),
+        "the uncommitted version must not survive"
+    );
     check_consistent(&reg, 1);
     // The lock died with it: writing works again.
     reg.add(&trainer(), "m", &fx.model, &[], &[]).unwrap();

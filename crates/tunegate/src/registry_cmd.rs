@@ -184,7 +184,9 @@ fn actor(reg: &Registry, c: &Common) -> Result<Actor> {
     match &c.as_ {
         Some(name) => {
             let token = std::env::var("TUNEGATE_REGISTRY_TOKEN").map_err(|_| {
-                anyhow::anyhow!("--as {name} needs the principal's token in $TUNEGATE_REGISTRY_TOKEN")
+                anyhow::anyhow!(
+                    "--as {name} needs the principal's token in $TUNEGATE_REGISTRY_TOKEN"
+                )
             })?;
             Ok(reg.authenticate(Some(name), token.trim())?)
         }
@@ -209,18 +211,34 @@ fn version_no(s: &str) -> Result<i64> {
 /// Runs a registry subcommand; returns the exit code.
 pub fn run(cmd: RegistryCmd) -> Result<u8> {
     match cmd {
-        RegistryCmd::Add { name, path, evidence, inputs, common } => {
+        RegistryCmd::Add {
+            name,
+            path,
+            evidence,
+            inputs,
+            common,
+        } => {
             let reg = open(&common)?;
             let a = actor(&reg, &common)?;
             let ev: Vec<EvidenceFile> = evidence.iter().map(|s| EvidenceFile::parse(s)).collect();
             let v = reg.add(&a, &name, &path, &inputs, &ev)?;
             println!(
                 "{}@{} registered by {} (root sha256:{}, {} files, {} evidence)",
-                v.model, v.version, v.registered_by, v.root, v.files.len(), ev.len()
+                v.model,
+                v.version,
+                v.registered_by,
+                v.root,
+                v.files.len(),
+                ev.len()
             );
             Ok(0)
         }
-        RegistryCmd::Evidence { name, version, files, common } => {
+        RegistryCmd::Evidence {
+            name,
+            version,
+            files,
+            common,
+        } => {
             let reg = open(&common)?;
             let a = actor(&reg, &common)?;
             let ev: Vec<EvidenceFile> = files.iter().map(|s| EvidenceFile::parse(s)).collect();
@@ -228,7 +246,13 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
             println!("attached {} evidence file(s) to {name}@{version}", ev.len());
             Ok(0)
         }
-        RegistryCmd::Promote { name, version, to, common, report } => {
+        RegistryCmd::Promote {
+            name,
+            version,
+            to,
+            common,
+            report,
+        } => {
             let reg = open(&common)?;
             let a = actor(&reg, &common)?;
             let v = version_no(&version)?;
@@ -242,7 +266,11 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
                 Ok(1)
             }
         }
-        RegistryCmd::Approve { name, version, common } => {
+        RegistryCmd::Approve {
+            name,
+            version,
+            common,
+        } => {
             let reg = open(&common)?;
             let a = actor(&reg, &common)?;
             reg.approve(&a, &name, version_no(&version)?)?;
@@ -256,14 +284,22 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
             println!("{name}@{to} is back in production");
             Ok(0)
         }
-        RegistryCmd::Demote { name, version, common } => {
+        RegistryCmd::Demote {
+            name,
+            version,
+            common,
+        } => {
             let reg = open(&common)?;
             let a = actor(&reg, &common)?;
             let to = reg.demote(&a, &name, version_no(&version)?)?;
             println!("{name}@{version} demoted to {to}");
             Ok(0)
         }
-        RegistryCmd::Archive { name, version, common } => {
+        RegistryCmd::Archive {
+            name,
+            version,
+            common,
+        } => {
             let reg = open(&common)?;
             let a = actor(&reg, &common)?;
             reg.archive(&a, &name, version_no(&version)?)?;
@@ -285,7 +321,13 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
             }
             Ok(0)
         }
-        RegistryCmd::Show { name, version, stage, json, common } => {
+        RegistryCmd::Show {
+            name,
+            version,
+            stage,
+            json,
+            common,
+        } => {
             let reg = open(&common)?;
             let Some(version) = version else {
                 let vs = reg.versions(Some(&name))?;
@@ -293,7 +335,10 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
                     bail!("no model '{name}' in the registry");
                 }
                 for v in vs {
-                    println!("{}@{}\t{}\t{}", v.model, v.version, v.stage, v.registered_by);
+                    println!(
+                        "{}@{}\t{}\t{}",
+                        v.model, v.version, v.stage, v.registered_by
+                    );
                 }
                 return Ok(0);
             };
@@ -305,24 +350,50 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
                     "evaluated_for": stage, "allowed": e.allowed(), "chain": e.items, "report": e.report});
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("{}@{}  stage {}  registered by {} at {}", ver.model, ver.version, ver.stage,
-                    ver.registered_by, tunegate_registry::time::format(ver.registered_at));
-                println!("root sha256:{}  ({} files, {} inputs)", ver.root, ver.files.len(), ver.inputs.len());
+                println!(
+                    "{}@{}  stage {}  registered by {} at {}",
+                    ver.model,
+                    ver.version,
+                    ver.stage,
+                    ver.registered_by,
+                    tunegate_registry::time::format(ver.registered_at)
+                );
+                println!(
+                    "root sha256:{}  ({} files, {} inputs)",
+                    ver.root,
+                    ver.files.len(),
+                    ver.inputs.len()
+                );
                 println!("evidence chain (evaluated for {stage}):");
                 for i in &e.items {
-                    println!("  {:<10} {:<18} {:<28} {}", i.kind, i.status, i.name, i.detail);
+                    println!(
+                        "  {:<10} {:<18} {:<28} {}",
+                        i.kind, i.status, i.name, i.detail
+                    );
                 }
                 for a in &approvals {
-                    println!("  approved by {} ({}) at {}", a.approver, a.role, tunegate_registry::time::format(a.at));
+                    println!(
+                        "  approved by {} ({}) at {}",
+                        a.approver,
+                        a.role,
+                        tunegate_registry::time::format(a.at)
+                    );
                 }
-                println!("{stage}: {}", if e.allowed() { "allowed" } else { "blocked" });
+                println!(
+                    "{stage}: {}",
+                    if e.allowed() { "allowed" } else { "blocked" }
+                );
                 for f in &e.report.findings {
                     println!("  {} {} {}", f.id, f.severity, f.message);
                 }
             }
             Ok(0)
         }
-        RegistryCmd::Audit { verify, common, report } => {
+        RegistryCmd::Audit {
+            verify,
+            common,
+            report,
+        } => {
             let reg = open(&common)?;
             let entries = reg.audit()?;
             if verify {
@@ -332,18 +403,35 @@ pub fn run(cmd: RegistryCmd) -> Result<u8> {
                     eprintln!(
                         "tunegate: {} audit entries, head {}",
                         entries.len(),
-                        r.subjects.first().and_then(|s| s.digest.get("sha256")).cloned().unwrap_or_default()
+                        r.subjects
+                            .first()
+                            .and_then(|s| s.digest.get("sha256"))
+                            .cloned()
+                            .unwrap_or_default()
                     );
                 }
                 return Ok(code);
             }
             for e in entries {
-                println!("{}\t{}\t{}\t{}\t{}@{}\t{}", e.seq, tunegate_registry::time::format(e.ts),
-                    e.actor, e.action, e.model, e.version, e.detail);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}@{}\t{}",
+                    e.seq,
+                    tunegate_registry::time::format(e.ts),
+                    e.actor,
+                    e.action,
+                    e.model,
+                    e.version,
+                    e.detail
+                );
             }
             Ok(0)
         }
-        RegistryCmd::Sync { mlflow, repair, common, report } => {
+        RegistryCmd::Sync {
+            mlflow,
+            repair,
+            common,
+            report,
+        } => {
             let reg = open(&common)?;
             let a = actor(&reg, &common)?;
             let out = tunegate_registry::mlflow::sync(&reg, &a, &mlflow, repair)?;
