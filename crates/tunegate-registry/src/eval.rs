@@ -220,7 +220,7 @@ pub fn evaluate(
         });
     }
     for (kind, ci, msg, loc) in problems {
-        let required = rules.require.iter().any(|k| *k == kind);
+        let required = rules.require.contains(&kind);
         let sev = if ci.id == checks::EVIDENCE_FAILING.id {
             // Failing evidence about this very version blocks production whatever the policy
             // requires; a review stage may accept it.

@@ -95,11 +95,8 @@ fn unsigned_evidence_blocks_with_r002() {
         .as_str()
         .unwrap()
         .to_string();
-    let flipped = if sig.starts_with('A') {
-        format!("B{}", &sig[1..])
-    } else {
-        format!("A{}", &sig[1..])
-    };
+    let first = if sig.starts_with('A') { "B" } else { "A" };
+    let flipped = format!("{first}{}", &sig[1..]);
     b["dsseEnvelope"]["signatures"][0]["sig"] = flipped.into();
     let tampered = fx.path("tampered.sig");
     std::fs::write(&tampered, b.to_string()).unwrap();
