@@ -240,7 +240,7 @@ fn get(reg: &Registry, path: &str) -> Resp {
     r.unwrap_or_else(err_resp)
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.35em .7em;text-align:left;vertical-align:top}th{background:#f3f3f3}.ok{color:#fff;background:#2a7d2a}.bad{color:#fff;background:#b3261e}.warn{background:#f0c040}.tag{padding:.1em .5em;border-radius:.3em;font-size:.9em}code{font-size:.85em}nav a{margin-right:1em}.chain{display:flex;gap:.5em;align-items:stretch;flex-wrap:wrap}.link{border:2px solid #888;border-radius:.5em;padding:.5em .8em;min-width:9em}.link.ok{border-color:#2a7d2a;background:#e8f5e8;color:#222}.link.bad{border-color:#b3261e;background:#fbe9e7;color:#222}.arrow{align-self:center;font-size:1.5em}";
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.35em .7em;text-align:left;vertical-align:top}th{background:#f3f3f3}.ok{color:#fff;background:#2a7d2a}.bad{color:#fff;background:#b3261e}.warn{background:#f0c040}.tag{padding:.1em .5em;border-radius:.3em;font-size:.9em}code{font-size:.85em;word-break:break-all}td{max-width:40em}nav a{margin-right:1em}.chain{display:flex;gap:.5em;align-items:stretch;flex-wrap:wrap}.link{border:2px solid #888;border-radius:.5em;padding:.5em .8em;min-width:9em}.link.ok{border-color:#2a7d2a;background:#e8f5e8;color:#222}.link.bad{border-color:#b3261e;background:#fbe9e7;color:#222}.arrow{align-self:center;font-size:1.5em}";
 
 fn page(title: &str, body: &str) -> Resp {
     let html = format!(
@@ -433,13 +433,12 @@ fn page_audit(reg: &Registry) -> crate::Result<Resp> {
     for a in log.iter().rev() {
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}@{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
             a.seq,
             crate::time::format(a.ts),
             esc(&a.actor),
             esc(&a.action),
-            esc(&a.model),
-            a.version,
+            if a.version > 0 { format!("{}@{}", esc(&a.model), a.version) } else { "—".into() },
             esc(&a.detail),
             esc(&crate::eval::short(&a.hash, 12))
         );
