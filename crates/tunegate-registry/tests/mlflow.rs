@@ -3,11 +3,17 @@
 //! prints a note and skips; with it, a missing or failing mlflow fails the test.
 mod common;
 use common::*;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
+/// The mlflow server in its own process group; dropping it kills the whole group (uvicorn
+/// workers and job runners included), so no process outlives the test.
 struct Server(Child);
 impl Drop for Server {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -59,6 +65,7 @@ fn sync_promote_and_detect_a_moved_alias() {
                 "1",
             ])
             .current_dir(d)
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("mlflow.log")).unwrap())
             .spawn()
