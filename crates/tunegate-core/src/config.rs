@@ -23,6 +23,9 @@ pub struct Config {
     /// The base model a run starts from (`tunegate run`, `tunegate attest verify`).
     #[serde(default)]
     pub model: Option<ModelConfig>,
+    /// The model registry and its promotion policy, parsed by `tunegate-registry`.
+    #[serde(default)]
+    pub registry: Option<toml::Table>,
     /// Directory of the config file (set by [`Config::load`]).
     #[serde(skip)]
     pub root: PathBuf,

@@ -62,6 +62,9 @@ enum Command {
         #[command(flatten)]
         args: crate::monitor_cmd::MonitorArgs,
     },
+    /// Model registry: versions with signed evidence, promotion policy, audit log.
+    #[command(subcommand)]
+    Registry(crate::registry_cmd::RegistryCmd),
     /// Generate a signing key pair (ECDSA P-256 by default; P-384, P-521, Ed25519), PEM.
     Keygen(crate::sign_cmd::KeygenArgs),
     /// Sign a model folder or file (OpenSSF model-signing format, verifiable by model_signing).
@@ -275,6 +278,7 @@ pub fn run() -> Result<u8> {
         Command::Checks { format } => checks(&format),
         Command::Monitor { args } => crate::monitor_cmd::run(&args),
         Command::Dp(c) => crate::dp_cmd::run(&c),
+        Command::Registry(c) => crate::registry_cmd::run(c),
         Command::Keygen(a) => crate::sign_cmd::keygen(&a),
         Command::Sign(a) => crate::sign_cmd::sign(&a),
         Command::Verify(a) => crate::sign_cmd::verify(&a),

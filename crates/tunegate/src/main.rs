@@ -10,6 +10,7 @@ mod lint_cmd;
 mod model_cmd;
 mod monitor_cmd;
 mod output;
+mod registry_cmd;
 mod run_cmd;
 mod sign_cmd;
 

@@ -41,6 +41,7 @@ pub fn all_checks() -> Vec<CheckInfo> {
     v.extend_from_slice(crate::infra_cmd::CHECKS);
     v.extend_from_slice(crate::sign_cmd::CHECKS);
     v.extend_from_slice(crate::monitor_cmd::CHECKS);
+    v.extend_from_slice(crate::registry_cmd::CHECKS);
     v.sort_by_key(|c| c.id);
     v
 }
