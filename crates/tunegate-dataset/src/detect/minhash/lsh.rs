@@ -1,10 +1,11 @@
 //! Near-duplicate clustering: band hashes → sort-based candidates → exact Jaccard → union-find.
 //!
-//! Memory is known in advance: `bands × 8` bytes per item for the band hashes, one
-//! `(hash, item)` array of 16 bytes per item reused band after band, and shingle sets only for
-//! items that land in a shared bucket. Candidates come from sorting each band's
-//! `(hash, item)` tuples, not from a hash map of buckets, so there is no per-bucket allocation
-//! and the order is total (deterministic).
+//! Memory is known in advance: `bands × 8` bytes per item for the band hashes, one sort array
+//! reused band after band (8 bytes per item: the band hash's high bits packed above the item
+//! number, up to 2^24 items; 16-byte `(hash, item)` tuples beyond) plus 4 bytes per item for the
+//! sorted item numbers, and shingle sets only for items that land in a shared bucket.
+//! Candidates come from sorting each band's keys, not from a hash map of buckets, so there is no
+//! per-bucket allocation and the order is total (deterministic).
 //!
 //! Bands are processed one after another. Within a band, buckets (runs of equal hash) are
 //! verified in parallel against a read-only snapshot of the union-find, so pairs that earlier
@@ -31,6 +32,9 @@ const ALL_PAIRS_MAX: usize = 64;
 const GIANT: usize = 1000;
 /// Leaders per mid-size bucket.
 const LEADER_CAP: usize = 32;
+/// Inputs of up to `2^ITEM_BITS_PACKED` items sort packed `u64` keys (at least 40 hash bits
+/// left, so merged buckets stay rare); larger ones sort `(hash, item)` tuples.
+const ITEM_BITS_PACKED: u32 = 24;
 
 /// Clustering parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -191,6 +195,14 @@ pub fn cluster<F>(n: usize, params: LshParams, shingles: F) -> Clusters
 where
     F: Fn(usize, &mut Vec<u64>) + Sync,
 {
+    cluster_with(n, params, shingles, ITEM_BITS_PACKED)
+}
+
+/// [`cluster`] with packed sort keys up to `2^packed_bits` items (tests force the tuple path).
+fn cluster_with<F>(n: usize, params: LshParams, shingles: F, packed_bits: u32) -> Clusters
+where
+    F: Fn(usize, &mut Vec<u64>) + Sync,
+{
     let n = n.min(u32::MAX as usize);
     let banding = Banding {
         bands: params.banding.bands.max(1),
@@ -246,29 +258,40 @@ where
     };
     let mut dsu = Dsu::new(n);
     let mut best: Vec<Option<(u32, f32)>> = vec![None; n];
-    let mut tuples: Vec<(u64, u32)> = Vec::with_capacity(stats.shingled);
+    // Sort keys: when item numbers fit in `ITEM_BITS_PACKED` bits, one `u64` per item holding
+    // the band hash's high bits above the item number, so a plain `u64` sort groups equal
+    // hashes (half the bytes and cheaper comparisons than `(hash, item)` tuples). Dropping the
+    // hash's low bits only merges a few unrelated buckets (false candidates that exact
+    // verification rejects); it never splits one. Larger inputs sort full tuples.
+    let item_bits = u32::BITS - (n.max(2) as u32 - 1).leading_zeros();
+    let packed = item_bits <= packed_bits;
+    let item_mask = (1u64 << item_bits) - 1;
+    let mut keys: Vec<u64> = Vec::with_capacity(if packed { stats.shingled } else { 0 });
+    let mut tuples: Vec<(u64, u32)> = Vec::with_capacity(if packed { 0 } else { stats.shingled });
+    let mut items: Vec<u32> = Vec::with_capacity(stats.shingled);
     let mut buckets: Vec<(usize, usize)> = Vec::new();
 
     // 2. Band by band: sort, find runs, verify runs in parallel, merge edges in order.
     for band in 0..b {
-        tuples.clear();
-        tuples.extend(
-            (0..n)
-                .filter(|&i| shingled[i])
-                .map(|i| (band_hashes[i * b + band], i as u32)),
-        );
-        tuples.par_sort_unstable();
+        let of = |i: usize| band_hashes[i * b + band];
+        items.clear();
         buckets.clear();
-        let mut start = 0;
-        while start < tuples.len() {
-            let mut end = start + 1;
-            while end < tuples.len() && tuples[end].0 == tuples[start].0 {
-                end += 1;
-            }
-            if end - start >= 2 {
-                buckets.push((start, end));
-            }
-            start = end;
+        if packed {
+            keys.clear();
+            keys.extend(
+                (0..n)
+                    .filter(|&i| shingled[i])
+                    .map(|i| (of(i) & !item_mask) | i as u64),
+            );
+            keys.par_sort_unstable();
+            items.extend(keys.iter().map(|&k| (k & item_mask) as u32));
+            runs(&keys, |k| k >> item_bits, &mut buckets);
+        } else {
+            tuples.clear();
+            tuples.extend((0..n).filter(|&i| shingled[i]).map(|i| (of(i), i as u32)));
+            tuples.par_sort_unstable();
+            items.extend(tuples.iter().map(|t| t.1));
+            runs(&tuples, |t| t.0, &mut buckets);
         }
         if buckets.is_empty() {
             continue;
@@ -276,7 +299,7 @@ where
         let snapshot = &dsu.parent;
         let results: Vec<(Vec<Edge>, u64, bool)> = buckets
             .par_iter()
-            .map(|&(s, e)| verify_bucket(&tuples[s..e], snapshot, threshold, &set_of))
+            .map(|&(s, e)| verify_bucket(&items[s..e], snapshot, threshold, &set_of))
             .collect();
         for (edges, checks, giant) in results {
             stats.verified += checks;
@@ -341,9 +364,26 @@ where
     }
 }
 
+/// Appends to `out` the `(start, end)` ranges of the runs of at least two equal `key`s in
+/// sorted `v`.
+fn runs<T, K: PartialEq>(v: &[T], key: impl Fn(&T) -> K, out: &mut Vec<(usize, usize)>) {
+    let mut start = 0;
+    while start < v.len() {
+        let k = key(&v[start]);
+        let mut end = start + 1;
+        while end < v.len() && key(&v[end]) == k {
+            end += 1;
+        }
+        if end - start >= 2 {
+            out.push((start, end));
+        }
+        start = end;
+    }
+}
+
 /// Verifies one bucket (items ascending). Returns accepted edges, checks made, giant flag.
 fn verify_bucket<'s, S>(
-    bucket: &[(u64, u32)],
+    bucket: &[u32],
     snapshot: &[u32],
     threshold: f64,
     set_of: &S,
@@ -352,7 +392,7 @@ where
     S: Fn(u32) -> &'s [u64] + Sync,
 {
     let m = bucket.len();
-    let item = |p: usize| bucket[p].1;
+    let item = |p: usize| bucket[p];
     // Local union-find seeded with what earlier bands already connected.
     let mut local = LocalDsu((0..m as u32).collect());
     let mut by_root: Vec<(u32, u32)> = (0..m)
@@ -513,5 +553,16 @@ mod tests {
             .expect("pool");
         let c = pool.install(|| run(&items, 0.8));
         assert_eq!(a, c);
+        // Packed u64 keys and (hash, item) tuples find the same clusters.
+        let tuples = cluster_with(
+            items.len(),
+            LshParams::for_threshold(0.8),
+            |i, out| {
+                word_shingles(&[&items[i]], SHINGLE, out);
+            },
+            0,
+        );
+        assert_eq!(a, tuples);
+        assert!(a.stats.accepted > 0);
     }
 }
