@@ -358,21 +358,15 @@ pub fn run() -> Result<u8> {
         }
         Command::Check { config, report } => check(&config, &report),
         Command::Model(ModelCmd::Scan { args, report }) => {
-            let mut rep = crate::model_cmd::scan(&args)?;
-            if let Some(f) = report.fail_on {
-                rep = rep.with_fail_on(f);
-            }
-            report.emit(&rep, &crate::model_cmd::metrics(&rep))
+            let rep = crate::model_cmd::scan(&args)?;
+            report.emit_with_fail_on(rep, crate::model_cmd::metrics)
         }
         Command::Model(ModelCmd::Verify { args, report }) => {
             let progress = report.progress();
             let rep = crate::model_cmd::verify(&args, progress.as_ref());
             drop(progress);
-            let mut rep = rep?;
-            if let Some(f) = report.fail_on {
-                rep = rep.with_fail_on(f);
-            }
-            report.emit(&rep, &crate::model_cmd::metrics(&rep))
+            let rep = rep?;
+            report.emit_with_fail_on(rep, crate::model_cmd::metrics)
         }
         Command::Model(ModelCmd::Approve { args }) => crate::model_cmd::approve(&args),
         Command::Model(ModelCmd::Fingerprint { args }) => crate::model_cmd::fingerprint(&args),
@@ -380,11 +374,8 @@ pub fn run() -> Result<u8> {
             let progress = report.progress();
             let rep = crate::model_cmd::diff(&args, progress.as_ref());
             drop(progress);
-            let mut rep = rep?;
-            if let Some(f) = report.fail_on {
-                rep = rep.with_fail_on(f);
-            }
-            report.emit(&rep, &crate::model_cmd::metrics(&rep))
+            let rep = rep?;
+            report.emit_with_fail_on(rep, crate::model_cmd::metrics)
         }
         Command::Infra(InfraCmd::Check { args, report }) => {
             let rep = crate::infra_cmd::infra_check(&args, report.fail_on)?;

@@ -65,6 +65,16 @@ impl ReportArgs {
         }
     }
 
+    /// Re-evaluates `report` at `--fail-on` when given, then [`ReportArgs::emit`]s it with the
+    /// gate's telemetry from `metrics`.
+    pub fn emit_with_fail_on(&self, report: Report, metrics: fn(&Report) -> String) -> Result<u8> {
+        let report = match self.fail_on {
+            Some(f) => report.with_fail_on(f),
+            None => report,
+        };
+        self.emit(&report, &metrics(&report))
+    }
+
     /// Renders and writes `report`, writes metrics, and returns the exit code.
     pub fn emit(&self, report: &Report, metrics: &str) -> Result<u8> {
         let format = self.format.unwrap_or(Format::Text);
