@@ -1,0 +1,11 @@
+//! The model runtime on candle: Hugging Face folders loaded as they are, tunegate's own
+//! differentiable model files, LoRA adapters and the pieces the trainer and the scans share.
+pub mod error;
+pub mod nn;
+pub mod tokenizer;
+pub mod weights;
+
+pub use error::{MlError, Result};
+pub use nn::{Ctx, Linear, LinearInfo, LoraFactors, Output, Task, TextModel};
+pub use tokenizer::{Batch, TextTokenizer};
+pub use weights::{Cfg, ModelDir, Weights};
