@@ -280,6 +280,10 @@ impl<'a> Cfg<'a> {
     pub fn bool_opt(&self, key: &str) -> Option<bool> {
         self.value.get(key).and_then(|v| v.as_bool())
     }
+    /// The raw value of `key`, if present.
+    pub fn value_of(&self, key: &str) -> Option<&'a serde_json::Value> {
+        self.value.get(key)
+    }
     /// The file these settings came from.
     pub fn path(&self) -> &Path {
         &self.path
