@@ -171,6 +171,7 @@ fn minilm_matches_transformers() {
         model.linears()[0].name,
         "bert.encoder.layer.0.attention.self.query"
     );
+    assert_peft_names(&model, &v["peft"], "MiniLM");
     let batch = batch_for(&dir, &v);
     // The reference logits come from a fixed classifier on the pooler output; install it as a
     // replaced module, as the trainer does for a trained head.
@@ -341,8 +342,51 @@ fn names(infos: Vec<tunegate_ml::runtime::LinearInfo>) -> Vec<String> {
     infos.into_iter().map(|i| i.name).collect()
 }
 
+/// Our LoRA targets are PEFT's LoRA module names, and our head modules are exactly the
+/// modules inside PEFT's `modules_to_save` (RoBERTa's `classifier` is a container of two).
+fn assert_peft_names(model: &dyn TextModel, peft: &Value, what: &str) {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(model.linears()),
+        strings(&peft["lora_modules"]),
+        "{what}: LoRA module names"
+    );
+    let saved = strings(&peft["modules_to_save"]);
+    for h in names(model.head_modules()) {
+        assert!(
+            saved
+                .iter()
+                .any(|s| h == *s || h.starts_with(&format!("{s}."))),
+            "{what}: head module {h} is not in PEFT's modules_to_save {saved:?}"
+        );
+    }
+    for s in &saved {
+        assert!(
+            names(model.head_modules())
+                .iter()
+                .any(|h| h == s || h.starts_with(&format!("{s}."))),
+            "{what}: PEFT saves {s}, which is not a head module"
+        );
+    }
+}
+
 #[test]
-fn module_names_follow_peft() {
+fn module_names_are_pefts() {
+    let v = vectors("encoder_tiny.json");
+    for arch in ["bert", "distilbert", "roberta"] {
+        let m = load_model(&fixture(arch), &LoadOptions::default(), &Device::Cpu).unwrap();
+        assert_peft_names(&*m, &v[arch]["peft"], arch);
+    }
+}
+
+#[test]
+fn module_names_and_sizes() {
     let dev = Device::Cpu;
     let o = LoadOptions::default();
     let bert = load_model(&fixture("bert"), &o, &dev).unwrap();

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 import torch
+from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertConfig,
@@ -133,6 +134,31 @@ def run(model, ids, mask):
     return out
 
 
+# LoRA targets given to PEFT: every linear layer of the encoder. DistilBERT is listed by name
+# because "all-linear" would also put LoRA on `pre_classifier`, which PEFT's `modules_to_save`
+# (suffix "classifier") then fails to wrap.
+PEFT_TARGETS = {
+    "bert": "all-linear",
+    "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"],
+    "roberta": "all-linear",
+}
+
+
+def peft_names(model, targets):
+    """PEFT's LoRA module names and `modules_to_save` modules for a SEQ_CLS model, without the
+    `base_model.model.` prefix, in PEFT's module order."""
+    p = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", target_modules=targets, r=2))
+    strip = "base_model.model."
+    lora = [n[len(strip):] for n, m in p.named_modules() if hasattr(m, "lora_A")]
+    saved = []
+    for k in p.state_dict().keys():
+        if ".modules_to_save." in k:
+            name = k.split(".modules_to_save.")[0][len(strip):]
+            if name not in saved:
+                saved.append(name)
+    return {"lora_modules": lora, "modules_to_save": saved}
+
+
 def tiny(arch):
     torch.manual_seed(0)
     if arch == "roberta":
@@ -175,6 +201,7 @@ def tiny(arch):
         "mask": mask,
         "logits": r(out.logits),
         "hidden_states": [r(h) for h in out.hidden_states],
+        "peft": peft_names(model, PEFT_TARGETS[arch]),
     }
 
 
@@ -202,7 +229,11 @@ def minilm(path):
     w = (0.05 * np.sin(0.37 * idx + 1.0)).astype(np.float32)
     b = np.array([0.01, -0.02], dtype=np.float32)
     logits = out.pooler_output @ torch.from_numpy(w).T + torch.from_numpy(b)
+    # The bare BertModel loaded as a classifier, as a PEFT user would: module names gain `bert.`
+    clf = BertForSequenceClassification.from_pretrained(path, num_labels=2)
+    peft = peft_names(clf, "all-linear")
     return {
+        "peft": peft,
         "sentences": MINILM_SENTENCES,
         "ids": ids,
         "mask": mask,
