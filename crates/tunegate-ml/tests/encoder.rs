@@ -983,6 +983,13 @@ fn missing_tensor_is_named() {
         }
         e => panic!("wrong error: {e}"),
     }
+    // a config with fewer layers than stored would drop weights silently
+    let dir = rewrite("bert", |_, c| c["num_hidden_layers"] = 1.into());
+    let e = load_err(dir.path(), &LoadOptions::default());
+    assert!(
+        matches!(&e, MlError::Tensor { name, msg } if name == "bert.encoder.layer.1.attention.self.query.weight" && msg.contains("1 layers")),
+        "{e}"
+    );
     // no word embeddings under either prefix
     let dir = rewrite("distilbert", |t, _| {
         t.remove("distilbert.embeddings.word_embeddings.weight")

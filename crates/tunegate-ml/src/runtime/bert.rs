@@ -402,6 +402,24 @@ impl Encoder {
             };
             layers.push(layer);
         }
+        // More layers stored than the config names would be silently dropped: refuse.
+        let extra = if cfg.arch == EncoderArch::DistilBert {
+            format!(
+                "transformer.layer.{}.attention.q_lin.weight",
+                cfg.num_layers
+            )
+        } else {
+            format!(
+                "encoder.layer.{}.attention.self.query.weight",
+                cfg.num_layers
+            )
+        };
+        if w.contains(&names.stored(&extra)) {
+            return Err(MlError::tensor(
+                names.stored(&extra),
+                format!("stored, but config.json has only {} layers", cfg.num_layers),
+            ));
+        }
         let pooler = if cfg.arch == EncoderArch::Bert {
             if w.contains(&names.stored("pooler.dense.weight")) {
                 Some(names.linear(w, "pooler.dense", h, h, device)?)
