@@ -204,7 +204,7 @@ pub struct ModelDir {
 
 impl ModelDir {
     /// Open `root`: reads `config.json` and maps the weights; the tokenizer is loaded on demand
-    /// with [`super::tokenizer::load`].
+    /// with [`super::load::load_tokenizer`].
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
             return Err(MlError::format(root, "not a model folder"));
