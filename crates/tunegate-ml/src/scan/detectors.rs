@@ -93,12 +93,18 @@ fn group(
     Ok(g)
 }
 
-fn n_classes_of(labels: &[usize], other: Option<&[usize]>) -> usize {
-    labels
-        .iter()
-        .chain(other.unwrap_or(&[]))
-        .max()
-        .map_or(0, |m| m + 1)
+/// Labels at or above this are refused (a hostile label must not size an allocation).
+pub const MAX_CLASSES: usize = 1 << 16;
+
+fn n_classes_of(labels: &[usize], other: Option<&[usize]>) -> Result<usize, ScanError> {
+    let m = labels.iter().chain(other.unwrap_or(&[])).max();
+    match m {
+        Some(&m) if m >= MAX_CLASSES => Err(ScanError::Invalid(format!(
+            "class label {m} is not below {MAX_CLASSES}"
+        ))),
+        Some(&m) => Ok(m + 1),
+        None => Ok(0),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,7 +312,7 @@ pub fn activation_clustering(
             "activation clustering needs dims >= 1 and a minority fraction in (0, 0.5)".into(),
         ));
     }
-    let nc = n_classes_of(labels, clean.map(|c| c.1));
+    let nc = n_classes_of(labels, clean.map(|c| c.1))?;
     let groups = group(labels, features.rows(), nc, "training features")?;
     let clean_groups = match clean {
         Some((cf, cl)) => {
@@ -539,7 +545,7 @@ pub fn spectral_signatures(
             "spectral signatures need z_threshold > 0 and class_alpha in (0, 1)".into(),
         ));
     }
-    let nc = n_classes_of(labels, clean.map(|c| c.1));
+    let nc = n_classes_of(labels, clean.map(|c| c.1))?;
     let groups = group(labels, features.rows(), nc, "training features")?;
     let clean_groups = match clean {
         Some((cf, cl)) => {
@@ -668,7 +674,7 @@ impl MahalanobisModel {
     /// Fits class means and the pooled within-class covariance (Ledoit-Wolf shrunk) on clean
     /// features. Classes with no row have no mean (distances to them are skipped).
     pub fn fit(features: Features<'_>, labels: &[usize]) -> Result<Self, ScanError> {
-        let nc = n_classes_of(labels, None);
+        let nc = n_classes_of(labels, None)?;
         let groups = group(labels, features.rows(), nc, "clean fit features")?;
         if features.rows() < 2 {
             return Err(ScanError::TooFewSamples(format!(
@@ -909,6 +915,11 @@ pub enum AnomalyIndex {
 /// `threshold` robust standard deviations below the median is a likely backdoor target. Needs
 /// at least 3 classes (returns [`AnomalyIndex::NotApplicable`] otherwise).
 pub fn anomaly_index(norms: &[f64], threshold: f64) -> Result<AnomalyIndex, ScanError> {
+    if !threshold.is_finite() {
+        return Err(ScanError::Invalid(format!(
+            "anomaly threshold {threshold} is not finite"
+        )));
+    }
     if let Some(i) = norms.iter().position(|v| !v.is_finite() || *v < 0.0) {
         return Err(ScanError::Invalid(format!(
             "trigger norm of class {i} is {}, not a finite non-negative number",
@@ -1291,6 +1302,10 @@ mod tests {
         let f = Features::new("x", &x, 4, 2).unwrap();
         assert!(activation_clustering(f, &[0, 1, 0], None, &AcConfig::default()).is_err());
         assert!(spectral_signatures(f, &[0, 1, 0], None, &SpectralConfig::default()).is_err());
+        // A hostile label is refused before it sizes anything.
+        let e = activation_clustering(f, &[0, 1, usize::MAX, 1], None, &AcConfig::default());
+        assert!(matches!(e, Err(ScanError::Invalid(_))));
+        assert!(MahalanobisModel::fit(f, &[0, 1, 1 << 40, 1]).is_err());
         // Tiny classes are reported as not analysed, not as errors.
         let r = activation_clustering(f, &[0, 1, 0, 1], None, &AcConfig::default()).unwrap();
         assert!(r.classes.iter().all(|c| !c.analysed && !c.flagged));

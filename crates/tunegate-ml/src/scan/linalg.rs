@@ -629,9 +629,18 @@ pub fn kmeans(x: &Mat, k: usize, restarts: usize, seed: u64) -> Result<KMeans, S
                 break;
             }
         }
+        // Centroids and sizes of the final assignment (an early stop leaves the centroids one
+        // update behind).
         let mut sizes = vec![0usize; k];
-        for &l in &labels {
+        let mut sums = vec![vec![0.0; d]; k];
+        for (i, &l) in labels.iter().enumerate() {
             sizes[l] += 1;
+            sums[l].iter_mut().zip(x.row(i)).for_each(|(s, v)| *s += v);
+        }
+        for j in 0..k {
+            if sizes[j] > 0 {
+                cents[j] = sums[j].iter().map(|s| s / sizes[j] as f64).collect();
+            }
         }
         let run = KMeans {
             labels,
