@@ -5,7 +5,11 @@
 //! - [`runtime`]: Hugging Face model folders loaded without Python, tunegate's own
 //!   differentiable model files (gradients flow to input embeddings and LoRA factors), and the
 //!   layers the trainer and the pre-deployment scans share.
+//! - [`scan`]: the statistics of the pre-deployment backdoor scans (activation clustering,
+//!   spectral signatures, Mahalanobis distance, STRIP, anomaly index, behaviour diff) and their
+//!   `B###` checks.
 #![deny(missing_docs)]
 
 pub mod dp;
 pub mod runtime;
+pub mod scan;
