@@ -1,11 +1,17 @@
 //! The model runtime on candle: Hugging Face folders loaded as they are, tunegate's own
 //! differentiable model files, LoRA adapters and the pieces the trainer and the scans share.
+pub mod causal;
 pub mod error;
+pub mod generate;
+pub mod gpt2;
+pub mod llama;
 pub mod nn;
 pub mod tokenizer;
 pub mod weights;
 
 pub use error::{MlError, Result};
+pub use gpt2::Gpt2;
+pub use llama::Llama;
 pub use nn::{Ctx, Linear, LinearInfo, LoraFactors, Output, Task, TextModel};
 pub use tokenizer::{Batch, TextTokenizer};
 pub use weights::{Cfg, ModelDir, Weights};
