@@ -721,3 +721,82 @@ fn bad_inputs_are_errors_not_panics() {
     );
     assert!(generate(gpt2.as_ref(), &[5; 48], &GenerateOptions::greedy(2, vec![])).is_err());
 }
+
+/// Summed next-token NLL over the real positions of every row.
+fn summed_loss(model: &dyn TextModel, ids: &Tensor, mask: &Tensor, ctx: &Ctx) -> Tensor {
+    let out = model.forward(ids, mask, ctx).unwrap();
+    let lp = next_token_logprobs(&out.logits, ids).unwrap();
+    let t = mask.dim(1).unwrap();
+    let m = mask.narrow(1, 1, t - 1).unwrap();
+    (lp * m).unwrap().sum_all().unwrap().neg().unwrap()
+}
+
+#[test]
+fn per_example_lora_gradients_are_each_examples_own() {
+    // DP-SGD runs a batch with one copy of the factors per example; the gradient of the summed
+    // loss with respect to copy i must be example i's gradient alone, through the causal mask,
+    // padding and grouped-query attention.
+    for arch in ["gpt2", "qwen2"] {
+        let model = load(arch);
+        let v = vectors(arch);
+        let (ids, mask, _) = batch(&v);
+        let ids = ids.narrow(0, 0, 2).unwrap().narrow(1, 0, 8).unwrap();
+        let mask = mask.narrow(0, 0, 2).unwrap().narrow(1, 0, 8).unwrap();
+        let name = model.linears()[0].name.clone();
+        let lin = model.linear(&name).unwrap();
+        let a = seeded(&[2, lin.in_dim()], 5, 0.3);
+        let b = seeded(&[lin.out_dim(), 2], 6, 0.3);
+        let a3 = Var::from_tensor(&Tensor::stack(&[&a, &a], 0).unwrap()).unwrap();
+        let b3 = Var::from_tensor(&Tensor::stack(&[&b, &b], 0).unwrap()).unwrap();
+        let mut ctx = Ctx::eval();
+        ctx.lora.insert(
+            name.clone(),
+            LoraFactors {
+                a: a3.as_tensor().clone(),
+                b: b3.as_tensor().clone(),
+                scale: 2.0,
+                dropout: 0.0,
+            },
+        );
+        let g = summed_loss(model.as_ref(), &ids, &mask, &ctx)
+            .backward()
+            .unwrap();
+        let ga3 = g.get(a3.as_tensor()).unwrap();
+        for i in 0..2 {
+            let av = Var::from_tensor(&a).unwrap();
+            let mut one = Ctx::eval();
+            one.lora.insert(
+                name.clone(),
+                LoraFactors {
+                    a: av.as_tensor().clone(),
+                    b: b.clone(),
+                    scale: 2.0,
+                    dropout: 0.0,
+                },
+            );
+            let row_ids = ids.narrow(0, i, 1).unwrap();
+            let row_mask = mask.narrow(0, i, 1).unwrap();
+            let gi = summed_loss(model.as_ref(), &row_ids, &row_mask, &one)
+                .backward()
+                .unwrap();
+            let want = gi.get(av.as_tensor()).unwrap();
+            let got = ga3.get(i).unwrap();
+            let d = (&got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let scale = dot(want, want).sqrt() as f32;
+            assert!(scale > 0.0);
+            assert!(
+                d <= 1e-4 * scale.max(1.0),
+                "{arch} row {i}: {d} (|g| {scale})"
+            );
+        }
+    }
+}
