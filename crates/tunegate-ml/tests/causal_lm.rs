@@ -800,3 +800,48 @@ fn per_example_lora_gradients_are_each_examples_own() {
         }
     }
 }
+
+#[test]
+fn load_model_dispatches_the_causal_types() {
+    use tunegate_ml::runtime::{load_model, LoadOptions};
+    for arch in ARCHS {
+        let v = vectors(arch);
+        let vocab = v["vocab"].as_u64().unwrap() as usize;
+        let m = load_model(&fixture(arch), &LoadOptions::default(), &Device::Cpu).unwrap();
+        assert_eq!(m.task(), Task::CausalLm(vocab), "{arch}");
+        let (ids, mask, lengths) = batch(&v);
+        let out = m.forward(&ids, &mask, &Ctx::eval()).unwrap();
+        assert!(max_diff_real(&out.logits, &tensor(&v["logits"]), &lengths) <= 1e-4);
+        // asked for what it is: fine; for a classifier or another vocabulary: an error
+        let ok = LoadOptions {
+            task: Some(Task::CausalLm(vocab)),
+            ..Default::default()
+        };
+        assert!(load_model(&fixture(arch), &ok, &Device::Cpu).is_ok());
+        for bad in [
+            LoadOptions {
+                task: Some(Task::Classify(2)),
+                ..Default::default()
+            },
+            LoadOptions {
+                task: Some(Task::CausalLm(vocab + 1)),
+                ..Default::default()
+            },
+        ] {
+            let e = err_of(load_model(&fixture(arch), &bad, &Device::Cpu));
+            assert!(matches!(e, MlError::Config(_)), "{arch}: {e}");
+        }
+    }
+    // a config error is reported before the weights are looked at
+    let tmp = copy_fixture("qwen2");
+    std::fs::remove_file(tmp.path().join("model.safetensors")).unwrap();
+    rewrite_config(tmp.path(), |c| {
+        c["rope_parameters"]["rope_type"] = "dynamic".into();
+    });
+    let e = err_of(load_model(
+        tmp.path(),
+        &LoadOptions::default(),
+        &Device::Cpu,
+    ));
+    assert!(e.to_string().contains("dynamic"), "{e}");
+}

@@ -18,8 +18,9 @@
 use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, LayerNorm, Linear, LinearInfo, Output, Task, TextModel};
-use super::weights::{Cfg, ModelDir};
+use super::weights::{Cfg, ModelDir, Weights};
 use candle_core::{Device, Tensor};
+use std::path::Path;
 
 /// GPT-2 settings read from `config.json`.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,8 +52,20 @@ pub struct Gpt2Config {
 impl Gpt2Config {
     /// Read the settings of folder `dir`, naming `config.json` in errors.
     pub fn from_dir(dir: &ModelDir) -> Result<Self> {
-        let path = dir.root.join("config.json");
-        let c = Cfg::new(path.clone(), &dir.config);
+        Self::from_json(&dir.root.join("config.json"), &dir.config)
+    }
+
+    /// Read the settings from `config` (parsed from `path`, named in errors).
+    pub fn from_json(path: &Path, config: &serde_json::Value) -> Result<Self> {
+        let path = path.to_path_buf();
+        let c = Cfg::new(path.clone(), config);
+        let mt = c.str_opt("model_type").unwrap_or("");
+        if mt != "gpt2" {
+            return Err(MlError::format(
+                &path,
+                format!("model_type `{mt}` is not gpt2"),
+            ));
+        }
         let hidden = match c.usize_opt("n_embd")? {
             Some(h) => h,
             None => c.usize("hidden_size")?,
@@ -134,15 +147,11 @@ impl Gpt2 {
     /// Load a GPT-2 folder (`model_type` `gpt2`) on `device`. Missing or misshapen tensors are
     /// errors naming the tensor.
     pub fn load(dir: &ModelDir, device: &Device) -> Result<Self> {
-        let mt = dir.model_type();
-        if mt != "gpt2" {
-            return Err(MlError::format(
-                dir.root.join("config.json"),
-                format!("model_type `{mt}` is not gpt2"),
-            ));
-        }
-        let cfg = Gpt2Config::from_dir(dir)?;
-        let w = &dir.weights;
+        Self::from_weights(&dir.weights, Gpt2Config::from_dir(dir)?, device)
+    }
+
+    /// Build from settings read with [`Gpt2Config::from_json`] and the folder's weights.
+    pub fn from_weights(w: &Weights, cfg: Gpt2Config, device: &Device) -> Result<Self> {
         let p = w
             .find_prefix(&["transformer.", ""], "wte.weight")
             .unwrap_or("transformer.");

@@ -19,8 +19,9 @@
 use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads, Rope};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, Linear, LinearInfo, Output, RmsNorm, Task, TextModel};
-use super::weights::{Cfg, ModelDir};
+use super::weights::{Cfg, ModelDir, Weights};
 use candle_core::{Device, Tensor};
+use std::path::Path;
 
 /// Which member of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,15 +88,23 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Read the settings of folder `dir`, naming `config.json` in errors.
     pub fn from_dir(dir: &ModelDir) -> Result<Self> {
-        let path = dir.root.join("config.json");
-        let mt = dir.model_type();
+        Self::from_json(&dir.root.join("config.json"), &dir.config)
+    }
+
+    /// Read the settings from `config` (parsed from `path`, named in errors).
+    pub fn from_json(path: &Path, config: &serde_json::Value) -> Result<Self> {
+        let path = path.to_path_buf();
+        let mt = config
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let family = Family::from_model_type(mt).ok_or_else(|| {
             MlError::format(
                 &path,
                 format!("model_type `{mt}` is not llama, qwen2 or mistral"),
             )
         })?;
-        let c = Cfg::new(path.clone(), &dir.config);
+        let c = Cfg::new(path.clone(), config);
         let hidden = c.usize("hidden_size")?;
         let heads = c.usize("num_attention_heads")?;
         let layers = c.usize("num_hidden_layers")?;
@@ -146,8 +155,8 @@ impl LlamaConfig {
                 (b, b)
             }
         };
-        let rope = Rope::from_config(&c, &dir.config, head_dim)?;
-        let windows = Self::windows(&c, &dir.config, family, layers)?;
+        let rope = Rope::from_config(&c, config, head_dim)?;
+        let windows = Self::windows(&c, config, family, layers)?;
         Ok(LlamaConfig {
             family,
             vocab_size,
@@ -251,8 +260,11 @@ impl Llama {
     /// Load a `llama`, `qwen2` or `mistral` folder on `device`. Missing or misshapen tensors
     /// are errors naming the tensor; unsupported settings are errors naming `config.json`.
     pub fn load(dir: &ModelDir, device: &Device) -> Result<Self> {
-        let cfg = LlamaConfig::from_dir(dir)?;
-        let w = &dir.weights;
+        Self::from_weights(&dir.weights, LlamaConfig::from_dir(dir)?, device)
+    }
+
+    /// Build from settings read with [`LlamaConfig::from_json`] and the folder's weights.
+    pub fn from_weights(w: &Weights, cfg: LlamaConfig, device: &Device) -> Result<Self> {
         let p = w
             .find_prefix(&["model.", ""], "embed_tokens.weight")
             .unwrap_or("model.");
