@@ -10,7 +10,10 @@
 //! - greedy generation equals `generate(do_sample=False)`, alone and batched, and stops at EOS;
 //! - `sequence_logprob` equals transformers' log p(continuation | prompt);
 //! - gradients with respect to input embeddings and LoRA factors on the query/value
-//!   projections agree with central finite differences, and padding gets exactly none;
+//!   projections agree with central finite differences (F32: 5e-3 relative, F64: 1e-6), and
+//!   padding gets exactly none; per-example LoRA factors give each example its own gradient;
+//! - the models run in F64 (same parity), F16 and BF16 (finite, close);
+//! - `load_model` dispatches `gpt2`, `llama`, `qwen2` and `mistral`;
 //! - a missing or misshapen tensor, an unsupported rope type, an out-of-vocabulary id and an
 //!   over-long sequence are errors naming the tensor, file or limit.
 use candle_core::{DType, Device, Tensor, Var};
@@ -49,6 +52,29 @@ fn load_dir(dir: &Path) -> Result<Box<dyn TextModel>, MlError> {
 
 fn load(arch: &str) -> Box<dyn TextModel> {
     load_dir(&fixture(arch)).unwrap()
+}
+
+fn load_as(arch: &str, dtype: DType) -> Box<dyn TextModel> {
+    let md = ModelDir::open(&fixture(arch)).unwrap();
+    if arch == "gpt2" {
+        Box::new(
+            Gpt2::load(&md, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+        )
+    } else {
+        Box::new(
+            Llama::load(&md, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+        )
+    }
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
@@ -367,9 +393,12 @@ fn lm_loss(
     let lp = next_token_logprobs(&out.logits, ids).unwrap();
     let t = mask.dim(1).unwrap();
     let m = mask.narrow(1, 1, t - 1).unwrap();
-    let total = m.sum_all().unwrap();
-    ((lp * m).unwrap().sum_all().unwrap().neg().unwrap() / total.to_scalar::<f32>().unwrap() as f64)
-        .unwrap()
+    let total = scalar(&m.sum_all().unwrap());
+    ((lp * m).unwrap().sum_all().unwrap().neg().unwrap() / total).unwrap()
+}
+
+fn seeded_as(shape: &[usize], seed: u64, scale: f64, dtype: DType) -> Tensor {
+    seeded(shape, seed, scale).to_dtype(dtype).unwrap()
 }
 
 fn seeded(shape: &[usize], seed: u64, scale: f64) -> Tensor {
@@ -383,20 +412,26 @@ fn seeded(shape: &[usize], seed: u64, scale: f64) -> Tensor {
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
-    (a * b)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64
+    scalar(&(a * b).unwrap().sum_all().unwrap())
 }
 
+/// Gradients against central differences: in F32 (what training runs) with step 1e-3 and
+/// 5e-3 relative tolerance, and in F64 with step 1e-5 and 1e-6 relative tolerance.
 #[test]
 fn gradients_match_finite_differences() {
-    for (k, arch) in ARCHS.iter().enumerate() {
-        let model = load(arch);
+    for (dtype, eps, tol) in [(DType::F32, 1e-3, 5e-3), (DType::F64, 1e-5, 1e-6)] {
+        for (k, arch) in ARCHS.iter().enumerate() {
+            check_gradients(arch, k as u64, dtype, eps, tol);
+        }
+    }
+}
+
+fn check_gradients(arch: &str, k: u64, dtype: DType, eps: f64, tol: f64) {
+    {
+        let model = load_as(arch, dtype);
         let v = vectors(arch);
         let (ids, mask, lengths) = batch(&v);
+        let mask = mask.to_dtype(dtype).unwrap();
         // the first two rows (lengths 18 and 4), cut to 10 positions to keep it quick
         let ids = ids.narrow(0, 0, 2).unwrap().narrow(1, 0, 10).unwrap();
         let mask = mask.narrow(0, 0, 2).unwrap().narrow(1, 0, 10).unwrap();
@@ -413,9 +448,10 @@ fn gradients_match_finite_differences() {
         let mut vars: Vec<(String, Var, Var)> = Vec::new();
         for (j, name) in targets.iter().enumerate() {
             let lin = model.linear(name).unwrap();
-            let seed = 10 * k as u64 + j as u64;
-            let a = Var::from_tensor(&seeded(&[r, lin.in_dim()], seed, 0.3)).unwrap();
-            let b = Var::from_tensor(&seeded(&[lin.out_dim(), r], seed + 500, 0.3)).unwrap();
+            let seed = 10 * k + j as u64;
+            let a = Var::from_tensor(&seeded_as(&[r, lin.in_dim()], seed, 0.3, dtype)).unwrap();
+            let b =
+                Var::from_tensor(&seeded_as(&[lin.out_dim(), r], seed + 500, 0.3, dtype)).unwrap();
             vars.push((name.clone(), a, b));
         }
         let ctx_of = |shift: &[(Tensor, Tensor)]| {
@@ -467,22 +503,19 @@ fn gradients_match_finite_differences() {
         assert!(dot(&real, &real) > 0.0);
 
         // directional derivative along a random direction, by central differences
-        let eps = 1e-3;
-        let de = seeded(embeds.dims(), 99 + k as u64, 1.0)
+        let de = seeded_as(embeds.dims(), 99 + k, 1.0, dtype)
             .broadcast_mul(&mask.unsqueeze(2).unwrap())
             .unwrap();
         let f = |e: &Tensor, shift: &[(Tensor, Tensor)]| {
-            lm_loss(model.as_ref(), e, &ids, &mask, &ctx_of(shift))
-                .to_scalar::<f32>()
-                .unwrap() as f64
+            scalar(&lm_loss(model.as_ref(), e, &ids, &mask, &ctx_of(shift)))
         };
         let ep = (&embeds + (&de * eps).unwrap()).unwrap();
         let em = (&embeds - (&de * eps).unwrap()).unwrap();
         let fd = (f(&ep, &zero) - f(&em, &zero)) / (2.0 * eps);
         let an = dot(ge, &de);
-        println!("{arch}: d loss / d embeds · u: analytic {an:.6}, finite diff {fd:.6}");
+        println!("{arch} {dtype:?}: d loss / d embeds · u: analytic {an:.6}, finite diff {fd:.6}");
         assert!(
-            (fd - an).abs() <= 5e-3 * an.abs().max(1e-1),
+            (fd - an).abs() <= tol * an.abs().max(1e-1),
             "{arch}: embeddings: analytic {an} vs finite difference {fd}"
         );
 
@@ -497,16 +530,16 @@ fn gradients_match_finite_differences() {
                 dot(ga, ga) > 0.0 && dot(gb, gb) > 0.0,
                 "{arch} {name}: zero gradient"
             );
-            let da = seeded(a.dims(), 1000 + j as u64, 1.0);
-            let db = seeded(b.dims(), 2000 + j as u64, 1.0);
+            let da = seeded_as(a.dims(), 1000 + j as u64, 1.0, dtype);
+            let db = seeded_as(b.dims(), 2000 + j as u64, 1.0, dtype);
             an += dot(ga, &da) + dot(gb, &db);
             plus.push(((&da * eps).unwrap(), (&db * eps).unwrap()));
             minus.push(((&da * -eps).unwrap(), (&db * -eps).unwrap()));
         }
         let fd = (f(&embeds, &plus) - f(&embeds, &minus)) / (2.0 * eps);
-        println!("{arch}: d loss / d LoRA · u: analytic {an:.6}, finite diff {fd:.6}");
+        println!("{arch} {dtype:?}: d loss / d LoRA · u: analytic {an:.6}, finite diff {fd:.6}");
         assert!(
-            (fd - an).abs() <= 5e-3 * an.abs().max(1e-1),
+            (fd - an).abs() <= tol * an.abs().max(1e-1),
             "{arch}: LoRA: analytic {an} vs finite difference {fd}"
         );
     }
@@ -679,6 +712,40 @@ fn older_config_and_weight_layouts_load_the_same() {
     assert!(max_diff_real(&out.logits, &want, &lengths) <= 1e-4);
     // module names stay PEFT's
     assert_eq!(m.linears()[0].name, "transformer.h.0.attn.c_attn");
+}
+
+#[test]
+fn other_dtypes_run() {
+    // F64 matches transformers like F32; F16 and BF16 stay finite (no -inf bias, no NaN from
+    // padding under a sliding window) and close to F32
+    for arch in ARCHS {
+        let v = vectors(arch);
+        let (ids, mask, lengths) = batch(&v);
+        let want = tensor(&v["logits"]);
+        let m = load_as(arch, DType::F64);
+        let out = m.forward(&ids, &mask, &Ctx::eval()).unwrap();
+        assert_eq!(out.logits.dtype(), DType::F64);
+        let got = out.logits.to_dtype(DType::F32).unwrap();
+        assert!(max_diff_real(&got, &want, &lengths) <= 1e-4, "{arch} F64");
+        for dt in [DType::F16, DType::BF16] {
+            let m = load_as(arch, dt);
+            let out = m.forward(&ids, &mask, &Ctx::eval()).unwrap();
+            let got = out.logits.to_dtype(DType::F32).unwrap();
+            let all_finite = got
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .all(|x| x.is_finite());
+            assert!(all_finite, "{arch} {dt:?}: non-finite logits");
+            // logits reach |10|; BF16 keeps 8 bits of mantissa
+            let d = max_diff_real(&got, &want, &lengths);
+            println!("{arch} {dt:?}: max |Δlogits| {d:.3}");
+            let bound = if dt == DType::F16 { 0.5 } else { 2.5 };
+            assert!(d < bound, "{arch} {dt:?}: {d}");
+        }
+    }
 }
 
 #[test]

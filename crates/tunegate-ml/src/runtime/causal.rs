@@ -6,7 +6,7 @@
 //! [`super::tokenizer::pad_rows`] builds them): positions are `0..T` for every row, so a
 //! left-padded row would see its tokens at shifted positions.
 use super::error::{MlError, Result};
-use super::nn::{padding_bias, softmax_last, Ctx};
+use super::nn::{padding_bias, softmax_last, Ctx, LayerNorm, Linear, RmsNorm};
 use super::weights::Cfg;
 use candle_core::{DType, Tensor, D};
 
@@ -30,7 +30,8 @@ pub fn lookup(table: &Tensor, ids: &Tensor, what: &str) -> Result<Tensor> {
 
 /// Additive attention bias `(N, 1, T, T)`: 0 where query `i` may attend key `j` (`j <= i`, key
 /// `j` is a real token, and `i - j < window` when a sliding window is set), a large negative
-/// number elsewhere. `mask` is the `(N, T)` 0/1 padding mask.
+/// number elsewhere (-1e4 in F16, whose range ends at 65504, so no score becomes infinite).
+/// `mask` is the `(N, T)` 0/1 padding mask.
 pub fn causal_bias(mask: &Tensor, window: Option<usize>, dtype: DType) -> Result<Tensor> {
     let (_, t) = mask.dims2()?;
     let mut c = vec![0f32; t * t];
@@ -42,8 +43,40 @@ pub fn causal_bias(mask: &Tensor, window: Option<usize>, dtype: DType) -> Result
             }
         }
     }
-    let causal = Tensor::from_vec(c, (1, 1, t, t), mask.device())?.to_dtype(dtype)?;
-    Ok(causal.broadcast_add(&padding_bias(mask, dtype)?)?)
+    let causal = Tensor::from_vec(c, (1, 1, t, t), mask.device())?;
+    let bias = causal.broadcast_add(&padding_bias(mask, DType::F32)?)?;
+    let bias = if dtype == DType::F16 {
+        bias.maximum(-1e4f32)?
+    } else {
+        bias
+    };
+    Ok(bias.to_dtype(dtype)?)
+}
+
+/// A copy of `l` with its tensors in `dtype`.
+pub(crate) fn linear_to(l: &Linear, dtype: DType) -> Result<Linear> {
+    Ok(Linear {
+        name: l.name.clone(),
+        weight: l.weight.to_dtype(dtype)?,
+        bias: l.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
+    })
+}
+
+/// A copy of `n` with its tensors in `dtype`.
+pub(crate) fn layer_norm_to(n: &LayerNorm, dtype: DType) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        weight: n.weight.to_dtype(dtype)?,
+        bias: n.bias.to_dtype(dtype)?,
+        eps: n.eps,
+    })
+}
+
+/// A copy of `n` with its weight in `dtype`.
+pub(crate) fn rms_norm_to(n: &RmsNorm, dtype: DType) -> Result<RmsNorm> {
+    Ok(RmsNorm {
+        weight: n.weight.to_dtype(dtype)?,
+        eps: n.eps,
+    })
 }
 
 /// `(N, T, heads * dim)` to `(N, heads, T, dim)`.

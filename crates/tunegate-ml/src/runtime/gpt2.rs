@@ -15,11 +15,13 @@
 //! `c_attn` is one fused projection to query, key and value, so an adapter on it changes all
 //! three. Batches are right-padded (see [`super::causal`]); sequences longer than
 //! `n_positions` are refused.
-use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads};
+use super::causal::{
+    attention, causal_bias, layer_norm_to, linear_to, lookup, merge_heads, split_heads,
+};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, LayerNorm, Linear, LinearInfo, Output, Task, TextModel};
 use super::weights::{Cfg, ModelDir, Weights};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
 /// GPT-2 settings read from `config.json`.
@@ -202,6 +204,38 @@ impl Gpt2 {
             ln_f,
             lm_head,
             wte_name,
+        })
+    }
+
+    /// The same model with every tensor in `dtype` (F64 for finite-difference checks, BF16 or
+    /// F16 to halve memory on a GPU).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(Block {
+                    ln_1: layer_norm_to(&b.ln_1, dtype)?,
+                    c_attn: linear_to(&b.c_attn, dtype)?,
+                    attn_proj: linear_to(&b.attn_proj, dtype)?,
+                    ln_2: layer_norm_to(&b.ln_2, dtype)?,
+                    c_fc: linear_to(&b.c_fc, dtype)?,
+                    mlp_proj: linear_to(&b.mlp_proj, dtype)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Gpt2 {
+            cfg: self.cfg.clone(),
+            wte: self.wte.to_dtype(dtype)?,
+            wpe: self.wpe.to_dtype(dtype)?,
+            blocks,
+            ln_f: layer_norm_to(&self.ln_f, dtype)?,
+            lm_head: self
+                .lm_head
+                .as_ref()
+                .map(|t| t.to_dtype(dtype))
+                .transpose()?,
+            wte_name: self.wte_name.clone(),
         })
     }
 

@@ -16,11 +16,13 @@
 //! PEFT sees on `*ForCausalLM`: `model.layers.{i}.self_attn.{q,k,v,o}_proj` and
 //! `model.layers.{i}.mlp.{gate,up,down}_proj`. Batches are right-padded with positions `0..T`
 //! (see [`super::causal`]); sequences longer than `max_position_embeddings` are refused.
-use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads, Rope};
+use super::causal::{
+    attention, causal_bias, linear_to, lookup, merge_heads, rms_norm_to, split_heads, Rope,
+};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, Linear, LinearInfo, Output, RmsNorm, Task, TextModel};
 use super::weights::{Cfg, ModelDir, Weights};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
 /// Which member of the family.
@@ -321,6 +323,40 @@ impl Llama {
             layers,
             norm,
             lm_head,
+        })
+    }
+
+    /// The same model with every tensor in `dtype` (F64 for finite-difference checks, BF16 or
+    /// F16 to halve memory on a GPU).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(Layer {
+                    input_norm: rms_norm_to(&l.input_norm, dtype)?,
+                    q: linear_to(&l.q, dtype)?,
+                    k: linear_to(&l.k, dtype)?,
+                    v: linear_to(&l.v, dtype)?,
+                    o: linear_to(&l.o, dtype)?,
+                    post_norm: rms_norm_to(&l.post_norm, dtype)?,
+                    gate: linear_to(&l.gate, dtype)?,
+                    up: linear_to(&l.up, dtype)?,
+                    down: linear_to(&l.down, dtype)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Llama {
+            cfg: self.cfg.clone(),
+            embed_tokens: self.embed_tokens.to_dtype(dtype)?,
+            embed_name: self.embed_name.clone(),
+            layers,
+            norm: rms_norm_to(&self.norm, dtype)?,
+            lm_head: self
+                .lm_head
+                .as_ref()
+                .map(|t| t.to_dtype(dtype))
+                .transpose()?,
         })
     }
 
