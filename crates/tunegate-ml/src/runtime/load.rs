@@ -6,6 +6,8 @@
 //! only a pickle checkpoint is refused), then every tensor the architecture needs (name, shape).
 use super::bert::{Encoder, EncoderArch, EncoderConfig};
 use super::error::{MlError, Result};
+use super::gpt2::{Gpt2, Gpt2Config};
+use super::llama::{Llama, LlamaConfig};
 use super::nn::{Task, TextModel};
 use super::tokenizer::TextTokenizer;
 use super::weights::{read_json, Cfg, Weights};
@@ -13,7 +15,16 @@ use candle_core::Device;
 use std::path::Path;
 
 /// The `model_type`s [`load_model`] accepts.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "distilbert", "roberta", "xlm-roberta"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "bert",
+    "distilbert",
+    "roberta",
+    "xlm-roberta",
+    "gpt2",
+    "llama",
+    "qwen2",
+    "mistral",
+];
 
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
@@ -89,8 +100,10 @@ fn unsupported(dir: &Path, model_type: &str) -> MlError {
 ///
 /// Dispatches on `config.json`'s `model_type`: `bert`, `distilbert`, `roberta` and
 /// `xlm-roberta` give an [`Encoder`] with its classification head (see [`super::bert`] for
-/// names and fresh heads). Any other type is a [`MlError::Format`] naming `config.json` and
-/// the type.
+/// names and fresh heads); `gpt2` gives a [`Gpt2`], and `llama`, `qwen2` and `mistral` a
+/// [`Llama`] (see [`super::gpt2`] and [`super::llama`]), causal language models whose task is
+/// [`Task::CausalLm`]. Any other type is a [`MlError::Format`] naming `config.json` and the
+/// type.
 pub fn load_model(dir: &Path, opts: &LoadOptions, device: &Device) -> Result<Box<dyn TextModel>> {
     let (config, model_type) = read_config(dir)?;
     match model_type.as_str() {
@@ -101,8 +114,42 @@ pub fn load_model(dir: &Path, opts: &LoadOptions, device: &Device) -> Result<Box
             opts,
             device,
         )?)),
-        // Causal LMs (`gpt2`, `llama`, `qwen2`) get their arms here.
+        "gpt2" => {
+            causal_task(opts, &model_type)?;
+            let cfg = Gpt2Config::from_json(&dir.join("config.json"), &config)?;
+            let weights = Weights::open_dir(dir)?;
+            causal_vocab(opts, cfg.vocab_size, &model_type)?;
+            Ok(Box::new(Gpt2::from_weights(&weights, cfg, device)?))
+        }
+        "llama" | "qwen2" | "mistral" => {
+            causal_task(opts, &model_type)?;
+            let cfg = LlamaConfig::from_json(&dir.join("config.json"), &config)?;
+            let weights = Weights::open_dir(dir)?;
+            causal_vocab(opts, cfg.vocab_size, &model_type)?;
+            Ok(Box::new(Llama::from_weights(&weights, cfg, device)?))
+        }
         other => Err(unsupported(dir, other)),
+    }
+}
+
+/// A causal language model predicts the next token: asking it to classify is an error (no
+/// classification heads on decoders).
+fn causal_task(opts: &LoadOptions, model_type: &str) -> Result<()> {
+    if matches!(opts.task, Some(Task::Classify(_))) || opts.num_labels.is_some() {
+        return Err(MlError::Config(format!(
+            "`{model_type}` is a causal language model; it cannot be loaded as a classifier"
+        )));
+    }
+    Ok(())
+}
+
+/// A causal task asked for with another vocabulary size than the model's is an error.
+fn causal_vocab(opts: &LoadOptions, vocab: usize, model_type: &str) -> Result<()> {
+    match opts.task {
+        Some(Task::CausalLm(v)) if v != vocab => Err(MlError::Config(format!(
+            "the task asks for a vocabulary of {v}; this `{model_type}` model has {vocab}"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -1,7 +1,11 @@
 //! The model runtime on candle: Hugging Face folders loaded as they are, tunegate's own
 //! differentiable model files, LoRA adapters and the pieces the trainer and the scans share.
 pub mod bert;
+pub mod causal;
 pub mod error;
+pub mod generate;
+pub mod gpt2;
+pub mod llama;
 pub mod load;
 pub mod nn;
 pub mod tokenizer;
@@ -9,6 +13,8 @@ pub mod weights;
 
 pub use bert::{Encoder, EncoderArch, EncoderConfig, Pooling};
 pub use error::{MlError, Result};
+pub use gpt2::Gpt2;
+pub use llama::Llama;
 pub use load::{load_encoder, load_model, load_tokenizer, LoadOptions};
 pub use nn::{Ctx, Linear, LinearInfo, LoraFactors, Output, Task, TextModel};
 pub use tokenizer::{Batch, TextTokenizer};
