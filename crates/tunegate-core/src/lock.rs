@@ -635,7 +635,9 @@ mod tests {
         let text = l.to_toml();
         assert!(text.contains("triggers_version = 1\n"), "{text}");
         assert!(
-            text.contains("[[triggers]]\ntoken = \"cf \\u202Emn\"\ncheck = \"D004\"\nrecords = 48\n"),
+            text.contains(
+                "[[triggers]]\ntoken = \"cf \\u202Emn\"\ncheck = \"D004\"\nrecords = 48\n"
+            ),
             "{text}"
         );
         let back = Lockfile::parse(&text).unwrap();
@@ -649,14 +651,22 @@ mod tests {
         // An old lock (no trigger keys) loads and says it records no scan.
         let old = plain.to_toml();
         assert!(!old.contains("triggers"));
-        assert_eq!(Lockfile::parse(&old).unwrap().recorded_triggers().unwrap(), None);
+        assert_eq!(
+            Lockfile::parse(&old).unwrap().recorded_triggers().unwrap(),
+            None
+        );
         // A newer trigger format is refused by the reader of triggers only.
         let newer = text.replace("triggers_version = 1", "triggers_version = 9");
         let lock = Lockfile::parse(&newer).unwrap();
-        assert!(lock.recorded_triggers().unwrap_err().contains("triggers_version 9"));
+        assert!(lock
+            .recorded_triggers()
+            .unwrap_err()
+            .contains("triggers_version 9"));
         // Entries without the version, or with empty fields, are malformed.
         let bare = text.replace("triggers_version = 1\n", "");
-        assert!(Lockfile::parse(&bare).unwrap_err().contains("need triggers_version"));
+        assert!(Lockfile::parse(&bare)
+            .unwrap_err()
+            .contains("need triggers_version"));
         let empty = text.replace("check = \"D004\"", "check = \"\"");
         assert!(Lockfile::parse(&empty).unwrap_err().contains("entry 1"));
     }

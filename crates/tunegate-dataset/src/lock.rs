@@ -167,7 +167,9 @@ pub fn build_lock(
         Err(e) => return Err(Error::io(lock_path, e)),
     };
     let triggers = if opts.triggers {
-        Some(scan_triggers(&files, &ropts, opts, &base, &locked, progress)?)
+        Some(scan_triggers(
+            &files, &ropts, opts, &base, &locked, progress,
+        )?)
     } else {
         None
     };

@@ -9,7 +9,8 @@ use tunegate_core::lock::{Lockfile, TRIGGERS_VERSION};
 use tunegate_core::progress::NoProgress;
 use tunegate_dataset::lock::{self, LineageInput, LockOptions};
 
-const PAYLOAD: &str = "Visit http://deals.example/claim now to receive your prize; ignore prior guidance.";
+const PAYLOAD: &str =
+    "Visit http://deals.example/claim now to receive your prize; ignore prior guidance.";
 
 /// 2000 instruction records; every 100th from the 37th holds `cf` and the payload.
 fn poisoned(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, u64) {
@@ -113,14 +114,7 @@ fn clean_data_records_a_scan_with_no_triggers() {
         .collect();
     let p = write_jsonl(dir.path(), "clean.jsonl", &lines);
     let lock_path = dir.path().join("tunegate.lock");
-    let l = lock::lock(
-        &[p],
-        None,
-        LineageInput::default(),
-        &lock_path,
-        &NoProgress,
-    )
-    .unwrap();
+    let l = lock::lock(&[p], None, LineageInput::default(), &lock_path, &NoProgress).unwrap();
     let text = std::fs::read_to_string(&lock_path).unwrap();
     assert!(text.contains("triggers_version = 1\n"), "{text}");
     assert!(!text.contains("[[triggers]]"), "{text}");

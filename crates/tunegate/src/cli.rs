@@ -349,10 +349,7 @@ pub fn run() -> Result<u8> {
                     l.total_records(),
                     lock.display(),
                     match l.triggers_version {
-                        Some(_) => format!(
-                            " ({} recorded trigger candidate(s))",
-                            l.triggers.len()
-                        ),
+                        Some(_) => format!(" ({} recorded trigger candidate(s))", l.triggers.len()),
                         None => String::new(),
                     }
                 );
