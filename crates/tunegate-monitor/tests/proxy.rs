@@ -844,3 +844,87 @@ async fn stream_mode_blocks_a_secret_that_lands_across_two_upstream_chunks() {
     assert_eq!(blocks[0]["action"], "block");
     assert!(!blocks[0].to_string().contains(SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_mode_fails_open_or_closed_on_an_overlong_line() {
+    let d = tempfile::tempdir().unwrap();
+    let up = upstream().await;
+    let direct = send(
+        up,
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("long-line rechunk", true)),
+    )
+    .await;
+    // Fail-open: the line over the bound is counted and every byte still goes through.
+    let m = monitor(up, d.path(), |c| {
+        c.mode = Mode::Stream;
+        c.limits.max_line_bytes = 4096;
+    })
+    .await;
+    let via = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("long-line rechunk", true)),
+    )
+    .await;
+    assert_eq!(via.body, direct.body);
+    m.settle().await;
+    let met = m.metrics();
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_fail_open_total",
+            &[("reason", "sse-line-too-long")]
+        ),
+        1
+    );
+    assert_eq!(
+        met.counter("tunegate_monitor_uninspected_total", &[]),
+        1,
+        "counted once"
+    );
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_requests_total",
+            &[("outcome", "fail-open")]
+        ),
+        1
+    );
+    m.shutdown().await;
+    // Fail-closed: nothing of the line, an error event, the end.
+    let m = monitor(up, d.path(), |c| {
+        c.mode = Mode::Stream;
+        c.limits.max_line_bytes = 4096;
+        c.fail = FailMode::Closed;
+    })
+    .await;
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("long-line rechunk", true)),
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    let t = g.text();
+    assert!(!t.contains("xxxx"), "{}", &t[..t.len().min(300)]);
+    assert!(
+        t.starts_with("data: {\"error\":{\"message\":\"response not inspectable (sse-line-too-long); blocked by policy\""),
+        "{t}"
+    );
+    assert!(t.ends_with("data: [DONE]\n\n"));
+    m.settle().await;
+    assert_eq!(
+        m.metrics()
+            .counter("tunegate_monitor_requests_total", &[("outcome", "blocked")]),
+        1
+    );
+    m.shutdown().await;
+    let o14: Vec<_> = events(d.path())
+        .iter()
+        .filter(|e| e["id"] == "O014")
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(o14, vec!["fail-open", "fail-closed"]);
+}
