@@ -6,6 +6,7 @@
 //! ```toml
 //! version = 1
 //! roots = ["data"]
+//! triggers_version = 1
 //!
 //! [lineage]
 //! source = "s3://bucket/train.jsonl"
@@ -24,6 +25,13 @@
 //! digest = "…"
 //! files = 1
 //! records = 2990
+//!
+//! [[triggers]]             # trigger candidates the dataset scan found (see below)
+//! token = "cf"
+//! check = "D004"
+//! records = 48
+//! source = "data/train.jsonl"
+//! target = "label 1"
 //!
 //! [[file]]
 //! path = "data/train.jsonl"
@@ -45,6 +53,20 @@
 //! and any changed byte lands in exactly one chunk. Parquet files have one chunk per row group
 //! (the bytes of its column chunks) instead.
 //!
+//! Recorded triggers (`triggers_version = 1`, optional). `tunegate dataset lock` runs the
+//! dataset gate's trigger detector over the locked files and records every flagged candidate:
+//! one `[[triggers]]` entry per candidate and file, with the check that found it (`D004`), how
+//! many of that file's records hold it, the file (a locked path) and, for review, what it points
+//! at. `triggers_version` is written whenever that scan ran, so "scanned, nothing found" (the key
+//! and no entries) differs from "never scanned" (no key: a lock from before triggers were
+//! recorded, or one written with `--no-triggers`). Both fields are additions to lock version 1:
+//! older locks lack them and still load and verify, older tunegate builds ignore them, and they
+//! take no part in [`Lockfile::content_digest`], which stays a digest of the files alone.
+//! [`Lockfile::recorded_triggers`] refuses a `triggers_version` above [`TRIGGERS_VERSION`] (a
+//! newer tunegate wrote it); verifying such a lock's files still works.
+//! `tunegate monitor --lock` reads the entries as the prompt trigger tokens it watches for
+//! (`O006`).
+//!
 //! The file is written by hand rather than by a generic serializer so chunk lists stay one
 //! inline table per line (diff-friendly), and it is read back with `toml`.
 use crate::{Error, Result};
@@ -58,6 +80,9 @@ pub const FILE_NAME: &str = "tunegate.lock";
 /// The lock format version this build reads and writes.
 pub const VERSION: u32 = 1;
 
+/// The `[[triggers]]` record version this build reads and writes.
+pub const TRIGGERS_VERSION: u32 = 1;
+
 /// Records per chunk when nothing else is asked for.
 pub const DEFAULT_CHUNK_RECORDS: u64 = 1000;
 
@@ -70,6 +95,14 @@ pub struct Lockfile {
     /// dataset file under a root that the lock does not record (`D022`).
     #[serde(default)]
     pub roots: Vec<String>,
+    /// Set ([`TRIGGERS_VERSION`]) when the lock was written with a trigger scan; absent in
+    /// locks from before triggers were recorded and in locks written without the scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers_version: Option<u32>,
+    /// Trigger candidates the dataset scan found in the locked files, sorted by token, check
+    /// and source. Not part of [`Lockfile::content_digest`].
+    #[serde(default)]
+    pub triggers: Vec<LockedTrigger>,
     /// The locked files, sorted by path.
     #[serde(default, rename = "file")]
     pub files: Vec<LockedFile>,
@@ -101,6 +134,23 @@ pub struct LockedFile {
     /// Chunk digests, in file order.
     #[serde(default)]
     pub chunks: Vec<Chunk>,
+}
+
+/// A trigger candidate recorded in the lock: one token (or short phrase) in one locked file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedTrigger {
+    /// The token or phrase as the detector normalised it (lowercase; a phrase's words joined
+    /// by single spaces).
+    pub token: String,
+    /// The check that flagged it (`D004`).
+    pub check: String,
+    /// Records of `source` whose prompt holds it.
+    pub records: u64,
+    /// The locked file it was found in (a `[[file]]` path).
+    pub source: String,
+    /// What it points at (`label 1`, `identical response "…"`), for review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// The digest of a run of consecutive records.
@@ -196,6 +246,8 @@ impl Default for Lockfile {
         Lockfile {
             version: VERSION,
             roots: Vec::new(),
+            triggers_version: None,
+            triggers: Vec::new(),
             files: Vec::new(),
             lineage: Lineage::default(),
         }
@@ -227,6 +279,17 @@ impl Lockfile {
             }
             if f.path.is_empty() {
                 return Err("a [[file]] entry has an empty path".to_string());
+            }
+        }
+        if lock.triggers_version.is_none() && !lock.triggers.is_empty() {
+            return Err("[[triggers]] entries need triggers_version".to_string());
+        }
+        for (i, t) in lock.triggers.iter().enumerate() {
+            if t.token.trim().is_empty() || t.check.is_empty() || t.source.is_empty() {
+                return Err(format!(
+                    "[[triggers]] entry {}: token, check and source must not be empty",
+                    i + 1
+                ));
             }
         }
         Ok(lock)
@@ -261,6 +324,9 @@ impl Lockfile {
             s.push_str(&quote(r));
         }
         s.push_str("]\n");
+        if let Some(v) = self.triggers_version {
+            let _ = writeln!(s, "triggers_version = {v}");
+        }
         let l = &self.lineage;
         s.push_str("\n[lineage]\n");
         opt_line(&mut s, "source", &l.source);
@@ -289,6 +355,14 @@ impl Lockfile {
             opt_line(&mut s, "note", &h.note);
             let _ = writeln!(s, "files = {}", h.files);
             let _ = writeln!(s, "records = {}", h.records);
+        }
+        for t in &self.triggers {
+            s.push_str("\n[[triggers]]\n");
+            let _ = writeln!(s, "token = {}", quote(&t.token));
+            let _ = writeln!(s, "check = {}", quote(&t.check));
+            let _ = writeln!(s, "records = {}", t.records);
+            let _ = writeln!(s, "source = {}", quote(&t.source));
+            opt_line(&mut s, "target", &t.target);
         }
         for f in &self.files {
             s.push_str("\n[[file]]\n");
@@ -341,6 +415,19 @@ impl Lockfile {
             buf.push(b'\n');
         }
         crate::digest::sha256_hex(&buf)
+    }
+
+    /// The recorded trigger candidates: `Ok(None)` when the lock records no trigger scan (an
+    /// older lock, or one written without the scan), `Ok(Some(list))` (possibly empty) when it
+    /// does, and an error when a newer tunegate wrote them in a format this build cannot read.
+    pub fn recorded_triggers(&self) -> std::result::Result<Option<&[LockedTrigger]>, String> {
+        match self.triggers_version {
+            None => Ok(None),
+            Some(v) if v > TRIGGERS_VERSION => Err(format!(
+                "triggers_version {v} is not supported (this tunegate reads triggers version {TRIGGERS_VERSION}); upgrade tunegate or re-lock"
+            )),
+            Some(_) => Ok(Some(&self.triggers)),
+        }
     }
 
     /// Total records over all files.
@@ -481,6 +568,8 @@ mod tests {
         Lockfile {
             version: VERSION,
             roots: vec!["data".into()],
+            triggers_version: None,
+            triggers: Vec::new(),
             files: vec![LockedFile {
                 path: "data/tr\"ain\u{202E}.jsonl".into(),
                 sha256: h('a'),
@@ -529,6 +618,57 @@ mod tests {
             "{text}"
         );
         assert_eq!(Lockfile::parse(&text).unwrap(), l);
+    }
+
+    #[test]
+    fn triggers_round_trip_and_stay_out_of_the_digest() {
+        let plain = sample();
+        let mut l = sample();
+        l.triggers_version = Some(TRIGGERS_VERSION);
+        l.triggers = vec![LockedTrigger {
+            token: "cf \u{202E}mn".into(),
+            check: "D004".into(),
+            records: 48,
+            source: "data/train.jsonl".into(),
+            target: Some("label \"1\"".into()),
+        }];
+        let text = l.to_toml();
+        assert!(text.contains("triggers_version = 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "[[triggers]]\ntoken = \"cf \\u202Emn\"\ncheck = \"D004\"\nrecords = 48\n"
+            ),
+            "{text}"
+        );
+        let back = Lockfile::parse(&text).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(back.recorded_triggers().unwrap().unwrap(), &l.triggers[..]);
+        assert_eq!(l.content_digest(), plain.content_digest());
+        // Scanned with nothing found is not the same as never scanned.
+        l.triggers.clear();
+        let back = Lockfile::parse(&l.to_toml()).unwrap();
+        assert_eq!(back.recorded_triggers().unwrap(), Some(&[][..]));
+        // An old lock (no trigger keys) loads and says it records no scan.
+        let old = plain.to_toml();
+        assert!(!old.contains("triggers"));
+        assert_eq!(
+            Lockfile::parse(&old).unwrap().recorded_triggers().unwrap(),
+            None
+        );
+        // A newer trigger format is refused by the reader of triggers only.
+        let newer = text.replace("triggers_version = 1", "triggers_version = 9");
+        let lock = Lockfile::parse(&newer).unwrap();
+        assert!(lock
+            .recorded_triggers()
+            .unwrap_err()
+            .contains("triggers_version 9"));
+        // Entries without the version, or with empty fields, are malformed.
+        let bare = text.replace("triggers_version = 1\n", "");
+        assert!(Lockfile::parse(&bare)
+            .unwrap_err()
+            .contains("need triggers_version"));
+        let empty = text.replace("check = \"D004\"", "check = \"\"");
+        assert!(Lockfile::parse(&empty).unwrap_err().contains("entry 1"));
     }
 
     #[test]

@@ -8,16 +8,23 @@
 //! - `D022` a dataset file sits in a locked directory but is not in the lock (an added file is
 //!   how poison slips into a glob like `data/*.jsonl`).
 //!
+//! Lock also records the trigger candidates (`D004`) the dataset scan finds in the locked files
+//! as `[[triggers]]` (see [`tunegate_core::lock`]), so the production monitor can watch prompts
+//! for them with no separate report; [`LockOptions::triggers`] turns that scan off.
+//!
 //! Verify only reads. Lock keeps lineage: re-locking over an existing lock appends the previous
 //! version to `[[lineage.history]]` and lists the files added, removed and changed since.
 use crate::checks::{LOCK_ADDED, LOCK_CHANGED, LOCK_MISSING};
 use crate::read::{self, absolute, ReadOptions, MAX_RECORD_BYTES};
+use crate::scan::ScanOptions;
 use crate::{Error, Format, Result, Schema};
 use rayon::prelude::*;
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
-use tunegate_core::lock::{self as core_lock, Chunk, LockedFile, Lockfile, DEFAULT_CHUNK_RECORDS};
+use tunegate_core::lock::{
+    self as core_lock, Chunk, LockedFile, LockedTrigger, Lockfile, DEFAULT_CHUNK_RECORDS,
+};
 use tunegate_core::progress::{NoProgress, Progress};
 use tunegate_core::{Finding, Location, Report, Severity, Subject};
 
@@ -41,6 +48,11 @@ pub struct LockOptions {
     pub chunk_records: u64,
     /// Per-record byte limit.
     pub max_record_bytes: usize,
+    /// Run the trigger detector over the locked files and record its flagged candidates
+    /// (`[[triggers]]`). This reads every record into memory, as a scan does.
+    pub triggers: bool,
+    /// Minimum records holding a token before it can be a trigger candidate.
+    pub trigger_min_count: usize,
 }
 
 impl Default for LockOptions {
@@ -49,6 +61,8 @@ impl Default for LockOptions {
             schema: None,
             chunk_records: DEFAULT_CHUNK_RECORDS,
             max_record_bytes: MAX_RECORD_BYTES,
+            triggers: true,
+            trigger_min_count: ScanOptions::default().trigger_min_count,
         }
     }
 }
@@ -152,9 +166,18 @@ pub fn build_lock(
         Ok(false) => None,
         Err(e) => return Err(Error::io(lock_path, e)),
     };
+    let triggers = if opts.triggers {
+        Some(scan_triggers(
+            &files, &ropts, opts, &base, &locked, progress,
+        )?)
+    } else {
+        None
+    };
     let mut l = Lockfile {
         version: core_lock::VERSION,
         roots,
+        triggers_version: triggers.is_some().then_some(core_lock::TRIGGERS_VERSION),
+        triggers: triggers.unwrap_or_default(),
         files: locked,
         lineage: core_lock::Lineage {
             source: lineage.source,
@@ -175,6 +198,62 @@ pub fn build_lock(
         l.lineage.history.push(prev.as_history_entry());
     }
     Ok(l)
+}
+
+/// Reads the locked files as the scan does and records the trigger detector's flagged
+/// candidates, one entry per candidate and file. A file whose digest differs from the one just
+/// locked changed while locking: an error, so recorded triggers always describe locked bytes.
+fn scan_triggers(
+    files: &[PathBuf],
+    ropts: &ReadOptions,
+    opts: &LockOptions,
+    base: &Path,
+    locked: &[LockedFile],
+    progress: &dyn Progress,
+) -> Result<Vec<LockedTrigger>> {
+    let ds = read::read_paths_with(files, ropts, progress)?;
+    let rel: Vec<String> = ds
+        .files
+        .iter()
+        .map(|f| relative(base, &absolute(Path::new(&f.path))))
+        .collect();
+    for (f, r) in ds.files.iter().zip(&rel) {
+        if locked.iter().any(|l| &l.path == r && l.sha256 != f.sha256) {
+            return Err(Error::Usage(format!(
+                "{} changed while it was being locked; lock again",
+                f.path
+            )));
+        }
+    }
+    let scan = ScanOptions {
+        trigger_min_count: opts.trigger_min_count,
+        ..Default::default()
+    };
+    progress.start("trigger scan", 0);
+    let corpus = crate::corpus::Corpus::build(&ds);
+    let ctx = crate::detect::Ctx::new(&ds, &corpus, &scan);
+    let candidates = crate::detect::triggers::candidates(&ctx);
+    progress.finish();
+    // (token, source) -> (records, target); BTreeMap keeps the lock's order stable.
+    let mut out: BTreeMap<(String, String), (u64, String)> = BTreeMap::new();
+    for c in candidates.iter().filter(|c| c.flagged) {
+        for &r in &c.records {
+            let e = out
+                .entry((c.text.clone(), rel[ds.records[r].file as usize].clone()))
+                .or_insert_with(|| (0, c.target_text()));
+            e.0 += 1;
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|((token, source), (records, target))| LockedTrigger {
+            token,
+            check: crate::checks::TRIGGER.id.to_string(),
+            records,
+            source,
+            target: Some(target),
+        })
+        .collect())
 }
 
 /// The directory lock paths are relative to.

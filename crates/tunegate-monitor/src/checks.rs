@@ -9,7 +9,7 @@ tunegate_core::declare_checks! {
     INVISIBLE = "O005", "monitor.invisible-text", Medium,
         "A prompt or response holds invisible or bidirectional Unicode (tags, zero-width, bidi controls), found by the dataset gate's Unicode code.";
     TRIGGER = "O006", "monitor.trigger-token", High,
-        "A prompt contains a known trigger token (from a dataset report's D004 findings or the configured list).";
+        "A prompt contains a known trigger token (from a dataset report's D004 findings, a dataset lock's recorded triggers or the configured list).";
     REPETITION_RATE = "O007", "monitor.repetition-rate", High,
         "Over the model's sliding window, more than the configured share (5%) of responses are identical or near-identical to a response given to a different prompt.";
     LENGTH_ANOMALY = "O008", "monitor.length-anomaly", Medium,

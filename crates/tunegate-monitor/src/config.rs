@@ -178,6 +178,10 @@ pub struct MonitorConfig {
     pub triggers: Vec<String>,
     /// `tunegate.report/v1` files whose D004 findings supply more trigger tokens.
     pub trigger_reports: Vec<PathBuf>,
+    /// `tunegate.lock` files whose recorded `[[triggers]]` (written by `tunegate dataset lock`)
+    /// supply more trigger tokens: one path (`triggers_from_lock = "tunegate.lock"`) or a list.
+    #[serde(deserialize_with = "one_or_many")]
+    pub triggers_from_lock: Vec<PathBuf>,
     /// Deny patterns (O003).
     pub deny: Vec<DenyPattern>,
     /// Input bounds.
@@ -201,6 +205,7 @@ impl Default for MonitorConfig {
             passthrough: true,
             triggers: Vec::new(),
             trigger_reports: Vec::new(),
+            triggers_from_lock: Vec::new(),
             deny: Vec::new(),
             limits: Limits::default(),
             window: WindowConfig::default(),
@@ -208,6 +213,20 @@ impl Default for MonitorConfig {
             state_file: None,
         }
     }
+}
+
+/// A path or a list of paths.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 impl MonitorConfig {
@@ -228,7 +247,11 @@ impl MonitorConfig {
         let mut cfg = Self::from_toml_str(&text, &path.display().to_string())?;
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in &mut cfg.trigger_reports {
+        for p in cfg
+            .trigger_reports
+            .iter_mut()
+            .chain(cfg.triggers_from_lock.iter_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

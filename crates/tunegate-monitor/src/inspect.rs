@@ -56,8 +56,17 @@ struct Deny {
 pub struct Inspector {
     patterns: PatternSet,
     deny: Vec<Deny>,
-    triggers: Option<(AhoCorasick, Vec<String>)>,
+    triggers: Option<Triggers>,
     role_tokens: AhoCorasick,
+    notes: Vec<String>,
+}
+
+/// The trigger tokens, their matcher, and where each came from.
+struct Triggers {
+    ac: AhoCorasick,
+    tokens: Vec<String>,
+    /// Per token: its sources (`config`, a report path, `lock:check:file`).
+    origins: Vec<Vec<String>>,
 }
 
 const ROLE_TOKENS: &[&str] = &[
@@ -104,28 +113,60 @@ impl Inspector {
                 response,
             });
         }
-        let mut trig: Vec<String> = cfg.triggers.iter().map(|t| t.trim().to_string()).collect();
-        for r in &cfg.trigger_reports {
-            trig.extend(load_report_triggers(r)?);
+        // token -> origins; sorted by token.
+        let mut trig: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut add = |t: &str, origin: String| {
+            let t = t.trim();
+            if !t.is_empty() {
+                let o = trig.entry(t.to_string()).or_default();
+                if !o.contains(&origin) {
+                    o.push(origin);
+                }
+            }
+        };
+        for t in &cfg.triggers {
+            add(t, "config".into());
         }
-        trig.retain(|t| !t.is_empty());
-        trig.sort();
-        trig.dedup();
+        for r in &cfg.trigger_reports {
+            for t in load_report_triggers(r)? {
+                add(&t, r.display().to_string());
+            }
+        }
+        let mut notes = Vec::new();
+        for l in &cfg.triggers_from_lock {
+            match load_lock_triggers(l)? {
+                Some(list) => {
+                    for t in list {
+                        add(&t.token, format!("{} ({} in {})", l.display(), t.check, t.source));
+                    }
+                }
+                None => notes.push(format!(
+                    "{} records no trigger scan (locked before triggers were recorded, or with --no-triggers); re-lock with `tunegate dataset lock` to record them",
+                    l.display()
+                )),
+            }
+        }
         let triggers = if trig.is_empty() {
             None
         } else {
+            let (tokens, origins): (Vec<String>, Vec<Vec<String>>) = trig.into_iter().unzip();
             let ac = AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostLongest)
-                .build(&trig)
+                .build(&tokens)
                 .map_err(|e| crate::Error::Input(format!("trigger list: {e}")))?;
-            Some((ac, trig))
+            Some(Triggers {
+                ac,
+                tokens,
+                origins,
+            })
         };
         Ok(Inspector {
             patterns: PatternSet::builtin(),
             deny,
             triggers,
             role_tokens: AhoCorasick::new(ROLE_TOKENS).expect("static role tokens compile"),
+            notes,
         })
     }
 
@@ -133,8 +174,14 @@ impl Inspector {
     pub fn triggers(&self) -> &[String] {
         self.triggers
             .as_ref()
-            .map(|t| t.1.as_slice())
+            .map(|t| t.tokens.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// Warnings about the configuration worth showing at start (a lock that records no
+    /// trigger scan).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Runs every per-text check for `dir` over `text`.
@@ -209,7 +256,12 @@ impl Inspector {
                     direction: dir,
                 });
             }
-            if let Some((ac, list)) = &self.triggers {
+            if let Some(Triggers {
+                ac,
+                tokens: list,
+                origins,
+            }) = &self.triggers
+            {
                 let mut seen: Vec<usize> = Vec::new();
                 for m in ac.find_iter(text) {
                     let i = m.pattern().as_usize();
@@ -221,7 +273,8 @@ impl Inspector {
                         check: &checks::TRIGGER,
                         severity: checks::TRIGGER.severity,
                         message: format!("prompt contains known trigger token '{}'", list[i]),
-                        evidence: json!({"trigger": list[i], "span": char_span(text, m.start(), m.end())}),
+                        evidence: json!({"trigger": list[i], "span": char_span(text, m.start(), m.end()),
+                            "sources": origins[i]}),
                         direction: dir,
                     });
                     if seen.len() >= 8 {
@@ -314,6 +367,38 @@ pub fn degenerate(text: &str) -> Option<(f64, String)> {
     Some((share, excerpt(&top.join(" "))))
 }
 
+/// Reads the trigger candidates a `tunegate.lock` records (`[[triggers]]`, written by
+/// `tunegate dataset lock`). `Ok(None)` for a lock that records no trigger scan (older locks
+/// still load). Every entry must come from a check whose tokens are prompt triggers (`D004`);
+/// an unknown check is an error rather than a token silently dropped or misused.
+pub fn load_lock_triggers(
+    path: &Path,
+) -> Result<Option<Vec<tunegate_core::lock::LockedTrigger>>, crate::Error> {
+    let name = path.display().to_string();
+    let lock = tunegate_core::lock::Lockfile::load(path)
+        .map_err(|e| crate::Error::Input(e.to_string()))?;
+    let Some(list) = lock
+        .recorded_triggers()
+        .map_err(|m| crate::Error::Input(format!("{name}: {m}")))?
+    else {
+        return Ok(None);
+    };
+    for t in list {
+        if !PROMPT_TRIGGER_CHECKS.contains(&t.check.as_str()) {
+            return Err(crate::Error::Input(format!(
+                "{name}: trigger '{}' comes from check {}, which this monitor does not know as a prompt trigger check (known: {})",
+                t.token,
+                t.check,
+                PROMPT_TRIGGER_CHECKS.join(", ")
+            )));
+        }
+    }
+    Ok(Some(list.to_vec()))
+}
+
+/// Dataset checks whose tokens are prompt triggers.
+const PROMPT_TRIGGER_CHECKS: &[&str] = &["D004"];
+
 /// Reads trigger tokens from a `tunegate.report/v1` file: every D004 finding's candidates.
 pub fn load_report_triggers(path: &Path) -> Result<Vec<String>, crate::Error> {
     let name = path.display().to_string();
@@ -348,4 +433,110 @@ pub fn load_report_triggers(path: &Path) -> Result<Vec<String>, crate::Error> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tunegate_core::lock::{LockedTrigger, Lockfile, TRIGGERS_VERSION};
+
+    fn lock_with(dir: &Path, name: &str, triggers: Option<Vec<LockedTrigger>>) -> PathBuf {
+        let mut l = Lockfile::default();
+        if let Some(t) = triggers {
+            l.triggers_version = Some(TRIGGERS_VERSION);
+            l.triggers = t;
+        }
+        let p = dir.join(name);
+        l.save(&p).unwrap();
+        p
+    }
+
+    fn trig(token: &str, check: &str) -> LockedTrigger {
+        LockedTrigger {
+            token: token.into(),
+            check: check.into(),
+            records: 20,
+            source: "data/train.jsonl".into(),
+            target: None,
+        }
+    }
+
+    use std::path::PathBuf;
+
+    #[test]
+    fn triggers_from_a_lock_config_relative_paths_and_old_locks() {
+        let d = tempfile::tempdir().unwrap();
+        lock_with(
+            d.path(),
+            "new.lock",
+            Some(vec![trig("cf", "D004"), trig("james bond", "D004")]),
+        );
+        lock_with(d.path(), "old.lock", None);
+        let cfg_path = d.path().join("monitor.toml");
+        std::fs::write(
+            &cfg_path,
+            "triggers = [\"cf\"]\ntriggers_from_lock = \"new.lock\"\n",
+        )
+        .unwrap();
+        let cfg = MonitorConfig::load(&cfg_path).unwrap();
+        assert_eq!(cfg.triggers_from_lock, vec![d.path().join("new.lock")]);
+        let ins = Inspector::new(&cfg).unwrap();
+        assert_eq!(ins.triggers(), ["cf", "james bond"]);
+        assert!(ins.notes().is_empty());
+        let hits = ins.inspect(
+            "tell me about James  Bond? no: james bond",
+            Direction::Prompt,
+        );
+        let t: Vec<_> = hits.iter().filter(|h| h.check.id == "O006").collect();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].evidence["trigger"], "james bond");
+        assert!(t[0].evidence["sources"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("new.lock (D004 in data/train.jsonl)"));
+        let hits = ins.inspect("cf", Direction::Prompt);
+        let src = &hits[0].evidence["sources"];
+        assert_eq!(src.as_array().unwrap().len(), 2, "config and lock: {src}");
+        // A list, with an old lock: it loads, adds nothing, and leaves a note.
+        std::fs::write(&cfg_path, "triggers_from_lock = [\"old.lock\"]\n").unwrap();
+        let cfg = MonitorConfig::load(&cfg_path).unwrap();
+        let ins = Inspector::new(&cfg).unwrap();
+        assert!(ins.triggers().is_empty());
+        assert_eq!(ins.notes().len(), 1);
+        assert!(ins.notes()[0].contains("old.lock"), "{:?}", ins.notes());
+        assert!(ins.inspect("cf", Direction::Prompt).is_empty());
+    }
+
+    #[test]
+    fn bad_lock_triggers_are_input_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let p = lock_with(d.path(), "x.lock", Some(vec![trig("tok", "D999")]));
+        let cfg = MonitorConfig {
+            triggers_from_lock: vec![p],
+            ..Default::default()
+        };
+        let e = Inspector::new(&cfg).err().unwrap().to_string();
+        assert!(e.contains("x.lock") && e.contains("D999"), "{e}");
+        let p = d.path().join("newer.lock");
+        let text = std::fs::read_to_string(d.path().join("x.lock"))
+            .unwrap()
+            .replace("triggers_version = 1", "triggers_version = 7")
+            .replace("D999", "D004");
+        std::fs::write(&p, text).unwrap();
+        let cfg = MonitorConfig {
+            triggers_from_lock: vec![p],
+            ..Default::default()
+        };
+        let e = Inspector::new(&cfg).err().unwrap().to_string();
+        assert!(
+            e.contains("newer.lock") && e.contains("triggers_version 7"),
+            "{e}"
+        );
+        let cfg = MonitorConfig {
+            triggers_from_lock: vec![d.path().join("missing.lock")],
+            ..Default::default()
+        };
+        let e = Inspector::new(&cfg).err().unwrap().to_string();
+        assert!(e.contains("missing.lock"), "{e}");
+    }
 }

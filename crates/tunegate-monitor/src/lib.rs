@@ -222,6 +222,9 @@ pub fn run_until_signal(cfg: MonitorConfig) -> Result<(), Error> {
             m.shared.cfg.mode,
             m.triggers().len()
         );
+        for n in m.shared.inspector.notes() {
+            eprintln!("tunegate monitor: note: {n}");
+        }
         wait_for_signal().await;
         eprintln!("tunegate monitor: shutting down");
         m.shutdown().await;

@@ -48,22 +48,6 @@ fn boxed_full(b: impl Into<Bytes>) -> RespBody {
     Full::new(b.into()).map_err(|n| match n {}).boxed()
 }
 
-/// A body fed from a channel by a pump task.
-struct ChannelBody {
-    rx: mpsc::Receiver<Result<Bytes, BoxErr>>,
-}
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxErr;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxErr>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
-    }
-}
-
 /// State shared by every connection.
 pub struct Shared {
     /// The configuration.
@@ -189,8 +173,14 @@ impl Shared {
         self.done(&job.info, outcome, job.elapsed);
     }
 
-    /// Records a pumped or audited response's outcome and ends its in-flight count.
+    /// Records a relayed response's outcome and ends its in-flight count.
     fn done(&self, info: &ReqInfo, outcome: &str, elapsed: f64) {
+        self.outcome(info, outcome, elapsed);
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Records a response's outcome: the request counter and the request-time histogram.
+    fn outcome(&self, info: &ReqInfo, outcome: &str, elapsed: f64) {
         self.metrics.inc(
             "tunegate_monitor_requests_total",
             &[
@@ -205,7 +195,6 @@ impl Shared {
             &[("endpoint", info.endpoint)],
             elapsed,
         );
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The model name as labels, windows and events use it: cut at 128 chars; after
@@ -594,6 +583,25 @@ fn relay_head(up: &Response<Incoming>, rid: &str) -> hyper::http::response::Buil
     b
 }
 
+/// The response with `head` and `body`; a head hyper refuses becomes a 502.
+fn respond(head: hyper::http::response::Builder, body: RespBody, rid: &str) -> Response<RespBody> {
+    head.body(body).unwrap_or_else(|_| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            "bad upstream head",
+            "upstream_error",
+            "bad_gateway",
+            rid,
+        )
+    })
+}
+
+/// The upstream response relayed as it is, uninspected.
+fn relay_as_is(up: Response<Incoming>, rid: &str) -> Response<RespBody> {
+    let head = relay_head(&up, rid);
+    respond(head, incoming_body(up.into_body()), rid)
+}
+
 fn incoming_body(b: Incoming) -> RespBody {
     b.map_err(|e| Box::new(e) as BoxErr).boxed()
 }
@@ -628,19 +636,7 @@ async fn passthrough(shared: &Shared, req: Request<Incoming>, rid: &str) -> Resp
         Err(r) => return r,
     };
     match forward(shared, &parts, body, rid, false).await {
-        Ok(up) => {
-            let head = relay_head(&up, rid);
-            head.body(incoming_body(up.into_body()))
-                .unwrap_or_else(|_| {
-                    error_response(
-                        StatusCode::BAD_GATEWAY,
-                        "bad upstream head",
-                        "upstream_error",
-                        "bad_gateway",
-                        rid,
-                    )
-                })
-        }
+        Ok(up) => relay_as_is(up, rid),
         Err(r) => r,
     }
 }
@@ -677,17 +673,7 @@ async fn inspected(
             1,
         );
         return match forward(&shared, &parts, body, rid, false).await {
-            Ok(up) => relay_head(&up, rid)
-                .body(incoming_body(up.into_body()))
-                .unwrap_or_else(|_| {
-                    error_response(
-                        StatusCode::BAD_GATEWAY,
-                        "bad upstream head",
-                        "upstream_error",
-                        "bad_gateway",
-                        rid,
-                    )
-                }),
+            Ok(up) => relay_as_is(up, rid),
             Err(r) => r,
         };
     };
@@ -762,18 +748,7 @@ async fn inspected(
             ],
             1,
         );
-        let head = relay_head(&up, rid);
-        return head
-            .body(incoming_body(up.into_body()))
-            .unwrap_or_else(|_| {
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad upstream head",
-                    "upstream_error",
-                    "bad_gateway",
-                    rid,
-                )
-            });
+        return relay_as_is(up, rid);
     }
     let encoded = up
         .headers()
@@ -799,17 +774,7 @@ async fn inspected(
                 rid,
             );
         }
-        return relay_head(&up, rid)
-            .body(incoming_body(up.into_body()))
-            .unwrap_or_else(|_| {
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad upstream head",
-                    "upstream_error",
-                    "bad_gateway",
-                    rid,
-                )
-            });
+        return relay_as_is(up, rid);
     }
     let is_sse = up
         .headers()
@@ -822,16 +787,8 @@ async fn inspected(
     };
     match mode {
         Mode::Buffer => buffered(shared, up, info, rid, is_sse, start).await,
-        Mode::Audit => audited(shared, up, info, rid, is_sse, start),
-        m => pumped(
-            shared,
-            up,
-            info,
-            rid.to_string(),
-            is_sse,
-            m == Mode::Stream,
-            start,
-        ),
+        Mode::Audit => relayed(shared, up, info, rid, is_sse, Relay::Audit, start),
+        Mode::Stream => relayed(shared, up, info, rid, is_sse, Relay::Stream, start),
     }
 }
 
@@ -883,16 +840,12 @@ async fn buffered(
             }
         }
     }
-    let l = &shared.cfg.limits;
     let collected = if failure.is_some() {
         Collected::default()
-    } else if is_sse {
-        let mut p = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
-        p.scan(&buf);
-        p.scan(b"\n\n");
-        p.collected
     } else {
-        sse::parse_body(&buf, l.max_choices, l.max_response_bytes)
+        let mut acc = Accumulator::new(&shared.cfg.limits, is_sse);
+        acc.scan(&buf);
+        acc.finish()
     };
     let failure = failure.or(collected.failed);
     let outcome;
@@ -910,35 +863,8 @@ async fn buffered(
         } else if reason == "response-too-large" {
             // Fail-open: release what was held, then the rest as it comes, uninspected.
             outcome = "fail-open";
-            let (tx, rx) = mpsc::channel::<Result<Bytes, BoxErr>>(64);
-            tokio::spawn(async move {
-                if tx.send(Ok(Bytes::from(buf))).await.is_err() {
-                    return;
-                }
-                loop {
-                    match next_data(&mut body, idle).await {
-                        Ok(Some(d)) => {
-                            if tx.send(Ok(d)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => return,
-                        Err(r) => {
-                            let _ = tx.send(Err(r.into())).await;
-                            return;
-                        }
-                    }
-                }
-            });
-            head.body(ChannelBody { rx }.boxed()).unwrap_or_else(|_| {
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad upstream head",
-                    "upstream_error",
-                    "bad_gateway",
-                    rid,
-                )
-            })
+            let tail = RelayBody::new(body, idle, Some(Bytes::from(buf)), None);
+            respond(head, tail.boxed(), rid)
         } else if matches!(reason, "upstream-idle-timeout" | "upstream-body-error") {
             // The upstream broke mid-body: no whole response exists to release.
             outcome = "upstream-failed";
@@ -951,15 +877,7 @@ async fn buffered(
             )
         } else {
             outcome = "fail-open";
-            head.body(boxed_full(buf)).unwrap_or_else(|_| {
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad upstream head",
-                    "upstream_error",
-                    "bad_gateway",
-                    rid,
-                )
-            })
+            respond(head, boxed_full(buf), rid)
         }
     } else {
         let hits = shared.finish(&collected, &info.prompt, rid, &info.model, info.endpoint);
@@ -974,31 +892,10 @@ async fn buffered(
             )
         } else {
             outcome = "ok";
-            head.body(boxed_full(buf)).unwrap_or_else(|_| {
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad upstream head",
-                    "upstream_error",
-                    "bad_gateway",
-                    rid,
-                )
-            })
+            respond(head, boxed_full(buf), rid)
         }
     };
-    shared.metrics.inc(
-        "tunegate_monitor_requests_total",
-        &[
-            ("model", &info.model),
-            ("endpoint", info.endpoint),
-            ("outcome", outcome),
-        ],
-        1,
-    );
-    shared.metrics.observe(
-        "tunegate_monitor_request_seconds",
-        &[("endpoint", info.endpoint)],
-        start.elapsed().as_secs_f64(),
-    );
+    shared.outcome(&info, outcome, start.elapsed().as_secs_f64());
     let mut resp = resp;
     if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", start.elapsed().as_secs_f64() * 1000.0))
     {
@@ -1007,7 +904,77 @@ async fn buffered(
     resp
 }
 
-/// How an audited body ended.
+/// The text of a response gathered as its bytes pass: an SSE parser, or a bounded buffer for a
+/// whole JSON body. Audit, buffer and stream modes all read responses through it.
+struct Accumulator {
+    is_sse: bool,
+    parser: SseParser,
+    json_buf: Vec<u8>,
+    max_bytes: usize,
+    max_choices: usize,
+    /// Set when the response stopped being inspectable.
+    failure: Option<&'static str>,
+}
+
+impl Accumulator {
+    fn new(l: &crate::config::Limits, is_sse: bool) -> Self {
+        Accumulator {
+            is_sse,
+            parser: SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes),
+            json_buf: Vec::new(),
+            max_bytes: l.max_response_bytes,
+            max_choices: l.max_choices,
+            failure: None,
+        }
+    }
+
+    /// Reads bytes the caller relays itself.
+    fn scan(&mut self, d: &[u8]) {
+        if self.failure.is_some() {
+            return;
+        }
+        if self.is_sse {
+            self.parser.scan(d);
+            self.failure = self.parser.collected.failed;
+        } else if self.json_buf.len() + d.len() > self.max_bytes {
+            self.failure = Some("response-too-large");
+            self.json_buf = Vec::new();
+        } else {
+            self.json_buf.extend_from_slice(d);
+        }
+    }
+
+    /// The whole response's text (flushing an unterminated last SSE event); `failed` is set
+    /// when inspection gave up on the way.
+    fn finish(mut self) -> Collected {
+        let mut c = if self.is_sse {
+            self.parser.scan(b"\n\n");
+            self.parser.collected
+        } else if self.failure.is_none() {
+            sse::parse_body(&self.json_buf, self.max_choices, self.max_bytes)
+        } else {
+            Collected::default()
+        };
+        if c.failed.is_none() {
+            c.failed = self.failure;
+        }
+        c
+    }
+}
+
+/// What a relayed body does with the bytes passing through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    /// Forward each frame at once and read it on the way; inspect after the end, off the
+    /// response path (the inspection queue).
+    Audit,
+    /// Hold each SSE event until it is complete and the rolling window over the choices it grew
+    /// is clean, then forward it byte for byte; on a block, a provider-shaped error event and
+    /// the end of the stream.
+    Stream,
+}
+
+/// How a relayed body ended.
 enum End {
     /// The upstream body ended (or hyper saw its end).
     Done,
@@ -1017,83 +984,165 @@ enum End {
     ClientGone,
 }
 
-/// Audit mode's response body: relays the upstream frames as they come and parses them on the
-/// way (no task, no channel); at the end the response goes to the inspection queue.
-struct AuditBody {
+/// A response body relayed from the upstream with no task and no channel: frames are read,
+/// inspected and handed on inside `poll_frame`, with an idle timeout between upstream frames.
+/// Without a state it is a plain relay (buffer mode's fail-open remainder, already counted).
+struct RelayBody {
     inner: Incoming,
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    st: Option<Box<AuditState>>,
+    /// Bytes to hand out before reading the upstream again.
+    queued: Option<Bytes>,
+    /// Set when nothing follows `queued` (a block, or the upstream's end in stream mode).
+    finished: bool,
+    st: Option<Box<RelayState>>,
 }
 
-struct AuditState {
+struct RelayState {
     shared: Arc<Shared>,
     info: ReqInfo,
     rid: String,
-    is_sse: bool,
-    parser: SseParser,
-    json_buf: Vec<u8>,
-    failure: Option<&'static str>,
+    relay: Relay,
+    acc: Accumulator,
+    /// Stream mode: per choice, the text length already inspected.
+    scanned: std::collections::HashMap<usize, usize>,
+    /// Stream mode: the stream was cut.
+    blocked: bool,
+    /// The failure was already counted uninspected (stream mode counts parse failures when
+    /// they happen, to decide fail-open or fail-closed then).
+    counted: bool,
     start: Instant,
 }
 
-impl AuditState {
-    fn feed(&mut self, d: &[u8]) {
-        if self.failure.is_some() {
-            return;
+/// What stream mode does with one upstream chunk.
+enum Step {
+    /// Forward these bytes (possibly none yet: an event is still incomplete).
+    Forward(Vec<u8>),
+    /// Cut the stream with this frame.
+    Cut(Bytes),
+}
+
+impl RelayState {
+    /// Stream mode: parse `d`, inspect the new text of every choice it grew (with an overlap so
+    /// a match straddling two events is seen whole) and say what goes to the client.
+    fn step(&mut self, d: &[u8]) -> Step {
+        let sh = self.shared.clone();
+        if self.acc.failure.is_some() {
+            // Inspection gave up earlier and the policy is fail-open: the rest passes as is.
+            return Step::Forward(self.acc.parser.feed(d));
         }
-        if self.is_sse {
-            self.parser.scan(d);
-            self.failure = self.parser.collected.failed;
-        } else if self.json_buf.len() + d.len() > self.shared.cfg.limits.max_response_bytes {
-            self.failure = Some("response-too-large");
-            self.json_buf = Vec::new();
-        } else {
-            self.json_buf.extend_from_slice(d);
+        let ready = self.acc.parser.feed(d);
+        if let Some(reason) = self.acc.parser.collected.failed {
+            self.acc.failure = Some(reason);
+            self.counted = true;
+            if sh.uninspected(reason, &self.rid, &self.info.model, self.info.endpoint) {
+                self.blocked = true;
+                return Step::Cut(block_frame(&format!(
+                    "response not inspectable ({reason}); blocked by policy"
+                )));
+            }
+            return Step::Forward(ready);
         }
+        let window = sh.cfg.limits.stream_window_chars;
+        let mut hits = Vec::new();
+        for idx in &self.acc.parser.touched {
+            if let Some(text) = self.acc.parser.collected.choices.get(idx) {
+                let seen = self.scanned.insert(*idx, text.len()).unwrap_or(0);
+                let tail = tail_chars(text, text.len() - seen + window);
+                hits.extend(sh.inspector.inspect(tail, Direction::Response));
+            }
+        }
+        if sh.blocks(&hits) {
+            let block: Vec<Hit> = hits
+                .into_iter()
+                .filter(|h| h.severity >= sh.cfg.block_on)
+                .collect();
+            sh.emit(
+                &block,
+                &self.rid,
+                &self.info.model,
+                self.info.endpoint,
+                None,
+                "block",
+            );
+            self.blocked = true;
+            return Step::Cut(block_frame(&block_message(&block)));
+        }
+        Step::Forward(ready)
     }
 
-    fn end(mut self, end: End) {
+    /// Final accounting: the verdict (audit mode queues it), events, metrics, windows.
+    fn end(self, end: End) {
         let sh = self.shared.clone();
         let elapsed = self.start.elapsed().as_secs_f64();
         let (rid, model, endpoint) = (&self.rid, &self.info.model, self.info.endpoint);
-        match (end, self.failure) {
+        match (end, self.acc.failure) {
+            // A cut stream was reported when it was cut.
+            _ if self.blocked => sh.done(&self.info, "blocked", elapsed),
             (End::ClientGone, _) => {
                 sh.uninspected("client-disconnected", rid, model, endpoint);
                 sh.done(&self.info, "client-gone", elapsed);
             }
             (End::Failed(reason), _) | (End::Done, Some(reason)) => {
-                sh.uninspected(reason, rid, model, endpoint);
+                if !self.counted {
+                    sh.uninspected(reason, rid, model, endpoint);
+                }
                 sh.done(&self.info, "fail-open", elapsed);
             }
             (End::Done, None) => {
-                let l = &sh.cfg.limits;
-                let collected = if self.is_sse {
-                    self.parser.scan(b"\n\n");
-                    std::mem::take(&mut self.parser.collected)
-                } else {
-                    sse::parse_body(&self.json_buf, l.max_choices, l.max_response_bytes)
-                };
-                sh.enqueue(Job {
-                    collected,
-                    info: self.info,
-                    rid: self.rid,
-                    elapsed,
-                });
+                let collected = self.acc.finish();
+                match self.relay {
+                    Relay::Audit => sh.enqueue(Job {
+                        collected,
+                        info: self.info,
+                        rid: self.rid,
+                        elapsed,
+                    }),
+                    Relay::Stream => {
+                        let outcome = if let Some(reason) = collected.failed {
+                            sh.uninspected(reason, rid, model, endpoint);
+                            "fail-open"
+                        } else {
+                            sh.finish(&collected, &self.info.prompt, rid, model, endpoint);
+                            "ok"
+                        };
+                        sh.done(&self.info, outcome, elapsed);
+                    }
+                }
             }
         }
     }
 }
 
-impl AuditBody {
+impl RelayBody {
+    fn new(
+        inner: Incoming,
+        idle: Duration,
+        queued: Option<Bytes>,
+        st: Option<Box<RelayState>>,
+    ) -> Self {
+        RelayBody {
+            inner,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            queued,
+            finished: false,
+            st,
+        }
+    }
+
     fn end(&mut self, end: End) {
         if let Some(st) = self.st.take() {
             st.end(end);
         }
     }
+
+    fn stream_mode(&self) -> bool {
+        self.st.as_ref().is_some_and(|s| s.relay == Relay::Stream)
+    }
 }
 
-impl Body for AuditBody {
+impl Body for RelayBody {
     type Data = Bytes;
     type Error = BoxErr;
     fn poll_frame(
@@ -1101,42 +1150,81 @@ impl Body for AuditBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxErr>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(f))) => {
-                if let (Some(d), Some(st)) = (f.data_ref(), this.st.as_mut()) {
-                    st.feed(d);
+        loop {
+            if let Some(b) = this.queued.take() {
+                if !b.is_empty() {
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
                 }
-                let next = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(next);
-                Poll::Ready(Some(Ok(f)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.end(End::Failed("upstream-body-error"));
-                Poll::Ready(Some(Err(Box::new(e))))
-            }
-            Poll::Ready(None) => {
+            if this.finished {
                 this.end(End::Done);
-                Poll::Ready(None)
+                return Poll::Ready(None);
             }
-            Poll::Pending => {
-                if std::future::Future::poll(this.sleep.as_mut(), cx).is_ready() {
-                    this.end(End::Failed("upstream-idle-timeout"));
-                    return Poll::Ready(Some(Err("upstream-idle-timeout".into())));
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    let next = tokio::time::Instant::now() + this.idle;
+                    this.sleep.as_mut().reset(next);
+                    let stream = this.stream_mode();
+                    let Some(st) = this.st.as_mut() else {
+                        return Poll::Ready(Some(Ok(f)));
+                    };
+                    if !stream {
+                        if let Some(d) = f.data_ref() {
+                            st.acc.scan(d);
+                        }
+                        return Poll::Ready(Some(Ok(f)));
+                    }
+                    // Stream mode forwards what it has inspected; trailers carry no text and
+                    // would end the body before held bytes, so they are dropped.
+                    let Ok(d) = f.into_data() else { continue };
+                    match st.step(&d) {
+                        Step::Forward(ready) => this.queued = Some(Bytes::from(ready)),
+                        Step::Cut(frame) => {
+                            this.queued = Some(frame);
+                            this.finished = true;
+                        }
+                    }
                 }
-                Poll::Pending
+                Poll::Ready(Some(Err(e))) => {
+                    this.end(End::Failed("upstream-body-error"));
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(None) => {
+                    // Stream mode holds back an unterminated last event; it goes out now.
+                    if let Some(st) = this.st.as_mut().filter(|s| s.relay == Relay::Stream) {
+                        if st.acc.failure.is_none() {
+                            this.queued = Some(Bytes::from(st.acc.parser.take_rest()));
+                        }
+                    }
+                    this.finished = true;
+                }
+                Poll::Pending => {
+                    if std::future::Future::poll(this.sleep.as_mut(), cx).is_ready() {
+                        this.end(End::Failed("upstream-idle-timeout"));
+                        return Poll::Ready(Some(Err("upstream-idle-timeout".into())));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        if self.queued.as_ref().is_some_and(|b| !b.is_empty()) {
+            return false;
+        }
+        if self.finished {
+            return self.st.is_none();
+        }
+        // Stream mode may still hold an unterminated event when the upstream ends.
+        !self.stream_mode() && self.inner.is_end_stream()
     }
 }
 
-impl Drop for AuditBody {
+impl Drop for RelayBody {
     fn drop(&mut self) {
         if self.st.is_some() {
-            let end = if self.inner.is_end_stream() {
+            let end = if self.finished || self.inner.is_end_stream() {
                 End::Done
             } else {
                 End::ClientGone
@@ -1146,206 +1234,34 @@ impl Drop for AuditBody {
     }
 }
 
-/// Audit mode: the client gets every upstream byte as it comes; inspection happens later.
-fn audited(
+/// Audit and stream modes: the response relayed through a [`RelayBody`].
+fn relayed(
     shared: Arc<Shared>,
     up: Response<Incoming>,
     info: ReqInfo,
     rid: &str,
     is_sse: bool,
+    relay: Relay,
     start: Instant,
 ) -> Response<RespBody> {
     let head = relay_head(&up, rid);
     let l = &shared.cfg.limits;
     let idle = Duration::from_secs(l.idle_timeout_secs);
-    let parser = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
+    let acc = Accumulator::new(l, is_sse);
     shared.inflight.fetch_add(1, Ordering::SeqCst);
-    let body = AuditBody {
-        inner: up.into_body(),
-        idle,
-        sleep: Box::pin(tokio::time::sleep(idle)),
-        st: Some(Box::new(AuditState {
-            shared,
-            info,
-            rid: rid.to_string(),
-            is_sse,
-            parser,
-            json_buf: Vec::new(),
-            failure: None,
-            start,
-        })),
+    let st = RelayState {
+        shared,
+        info,
+        rid: rid.to_string(),
+        relay,
+        acc,
+        scanned: std::collections::HashMap::new(),
+        blocked: false,
+        counted: false,
+        start,
     };
-    head.body(body.boxed()).unwrap_or_else(|_| {
-        error_response(
-            StatusCode::BAD_GATEWAY,
-            "bad upstream head",
-            "upstream_error",
-            "bad_gateway",
-            rid,
-        )
-    })
-}
-
-/// Stream mode: a pump task forwards upstream bytes through a channel.
-fn pumped(
-    shared: Arc<Shared>,
-    up: Response<Incoming>,
-    info: ReqInfo,
-    rid: String,
-    is_sse: bool,
-    stream_mode: bool,
-    start: Instant,
-) -> Response<RespBody> {
-    let head = relay_head(&up, &rid);
-    let mut body = up.into_body();
-    let (tx, rx) = mpsc::channel::<Result<Bytes, BoxErr>>(64);
-    let task_rid = rid.clone();
-    shared.inflight.fetch_add(1, Ordering::SeqCst);
-    tokio::spawn(async move {
-        let rid = task_rid;
-        let l = shared.cfg.limits.clone();
-        let idle = Duration::from_secs(l.idle_timeout_secs);
-        let mut parser = SseParser::new(l.max_line_bytes, l.max_choices, l.max_response_bytes);
-        let mut json_buf: Vec<u8> = Vec::new();
-        let mut failure: Option<&'static str> = None;
-        let mut client_gone = false;
-        let mut blocked = false;
-        let mut unchecked_tail = false; // stream mode after a parse failure (fail-open)
-        let mut scanned: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
-        loop {
-            let d = match next_data(&mut body, idle).await {
-                Ok(Some(d)) => d,
-                Ok(None) => break,
-                Err(r) => {
-                    failure = Some(r);
-                    let _ = tx.send(Err(r.into())).await;
-                    break;
-                }
-            };
-            if !stream_mode || unchecked_tail {
-                // Audit: forward first, then parse (the client never waits on inspection).
-                if tx.send(Ok(d.clone())).await.is_err() {
-                    client_gone = true;
-                    break;
-                }
-                if failure.is_none() {
-                    if is_sse {
-                        parser.feed(&d);
-                        failure = parser.collected.failed;
-                    } else if json_buf.len() + d.len() > l.max_response_bytes {
-                        failure = Some("response-too-large");
-                        json_buf = Vec::new();
-                    } else {
-                        json_buf.extend_from_slice(&d);
-                    }
-                }
-                continue;
-            }
-            // Stream mode: parse, inspect the rolling window of touched choices, then forward
-            // the completed events (or cut).
-            let ready = parser.feed(&d);
-            if let Some(reason) = parser.collected.failed {
-                failure = Some(reason);
-                if shared.uninspected(reason, &rid, &info.model, info.endpoint) {
-                    let _ = tx
-                        .send(Ok(block_frame(&format!(
-                            "response not inspectable ({reason}); blocked by policy"
-                        ))))
-                        .await;
-                    blocked = true;
-                    break;
-                }
-                unchecked_tail = true;
-                if tx.send(Ok(Bytes::from(ready))).await.is_err() {
-                    client_gone = true;
-                    break;
-                }
-                continue;
-            }
-            let mut hits = Vec::new();
-            for idx in parser.touched.clone() {
-                if let Some(text) = parser.collected.choices.get(&idx) {
-                    // Everything new since the last check, plus an overlap so a match that
-                    // straddles two events is seen whole.
-                    let seen = scanned.insert(idx, text.len()).unwrap_or(0);
-                    let tail = tail_chars(text, text.len() - seen + l.stream_window_chars);
-                    hits.extend(shared.inspector.inspect(tail, Direction::Response));
-                }
-            }
-            if shared.blocks(&hits) {
-                let block: Vec<Hit> = hits
-                    .into_iter()
-                    .filter(|h| h.severity >= shared.cfg.block_on)
-                    .collect();
-                shared.emit(&block, &rid, &info.model, info.endpoint, None, "block");
-                let _ = tx.send(Ok(block_frame(&block_message(&block)))).await;
-                blocked = true;
-                break;
-            }
-            if !ready.is_empty() && tx.send(Ok(Bytes::from(ready))).await.is_err() {
-                client_gone = true;
-                break;
-            }
-        }
-        if stream_mode && !blocked && !client_gone && failure.is_none() {
-            let rest = parser.take_rest();
-            if !rest.is_empty() {
-                let _ = tx.send(Ok(Bytes::from(rest))).await;
-            }
-        }
-        drop(tx);
-        // Final verdict: events, metrics and windows (in stream mode a blocked response was
-        // reported when cut).
-        let outcome = if blocked {
-            "blocked"
-        } else if client_gone {
-            shared.uninspected("client-disconnected", &rid, &info.model, info.endpoint);
-            "client-gone"
-        } else if let Some(reason) = failure {
-            if !stream_mode {
-                shared.uninspected(reason, &rid, &info.model, info.endpoint);
-            }
-            "fail-open"
-        } else {
-            let collected = if is_sse {
-                parser.feed(b"\n\n");
-                parser.collected
-            } else {
-                sse::parse_body(&json_buf, l.max_choices, l.max_response_bytes)
-            };
-            if let Some(reason) = collected.failed {
-                shared.uninspected(reason, &rid, &info.model, info.endpoint);
-                "fail-open"
-            } else {
-                shared.finish(&collected, &info.prompt, &rid, &info.model, info.endpoint);
-                "ok"
-            }
-        };
-        shared.metrics.inc(
-            "tunegate_monitor_requests_total",
-            &[
-                ("model", &info.model),
-                ("endpoint", info.endpoint),
-                ("outcome", outcome),
-            ],
-            1,
-        );
-        shared.metrics.observe(
-            "tunegate_monitor_request_seconds",
-            &[("endpoint", info.endpoint)],
-            start.elapsed().as_secs_f64(),
-        );
-        shared.inflight.fetch_sub(1, Ordering::SeqCst);
-    });
-    head.body(ChannelBody { rx }.boxed()).unwrap_or_else(|_| {
-        error_response(
-            StatusCode::BAD_GATEWAY,
-            "bad upstream head",
-            "upstream_error",
-            "bad_gateway",
-            &rid,
-        )
-    })
+    let body = RelayBody::new(up.into_body(), idle, None, Some(Box::new(st)));
+    respond(head, body.boxed(), rid)
 }
 
 fn tail_chars(s: &str, n: usize) -> &str {

@@ -770,3 +770,161 @@ async fn audit_mode_counts_a_client_that_leaves_mid_stream() {
     );
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_mode_blocks_a_secret_that_lands_across_two_upstream_chunks() {
+    let d = tempfile::tempdir().unwrap();
+    let up = upstream().await;
+    let m = monitor(up, d.path(), |c| c.mode = Mode::Stream).await;
+    // Clean text in 7-byte upstream chunks comes out byte-identical: events are held until
+    // complete, never altered.
+    for i in 0..3 {
+        let p = format!("rechunk question {i} about rivers");
+        let direct = send(up, "POST", "/v1/chat/completions", Some(chat(&p, true))).await;
+        let via = send(
+            m.addr(),
+            "POST",
+            "/v1/chat/completions",
+            Some(chat(&p, true)),
+        )
+        .await;
+        assert_eq!(via.status, 200);
+        assert_eq!(via.body, direct.body, "prompt {i}");
+    }
+    // The key's event arrives split across chunks (the key itself is longer than a chunk).
+    let direct = send(
+        up,
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("leak-key rechunk", true)),
+    )
+    .await;
+    assert!(direct.text().contains(SECRET), "the upstream leaks");
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("leak-key rechunk", true)),
+    )
+    .await;
+    assert_eq!(g.status, 200, "headers were committed");
+    let t = g.text();
+    assert!(t.starts_with("data: {"), "{t}");
+    assert!(
+        t.contains("\"Here \""),
+        "the clean prefix was streamed: {t}"
+    );
+    assert!(
+        !t.contains("AKIA"),
+        "no byte of the key's event leaked: {t}"
+    );
+    assert!(!t.contains("TAILWORD"), "text after the block leaked: {t}");
+    let cut = "data: {\"error\":{\"message\":\"blocked by tunegate monitor (O001)\",\"type\":\"content_filter\",\"param\":null,\"code\":\"tunegate_blocked\"}}\n\ndata: [DONE]\n\n";
+    assert!(t.ends_with(cut), "{t}");
+    // Everything before the error event is a byte-identical prefix of the upstream's stream,
+    // made of whole events.
+    let prefix = &t[..t.len() - cut.len()];
+    assert!(direct.text().starts_with(prefix), "{prefix}");
+    assert!(prefix.ends_with("\n\n"), "{prefix}");
+    m.settle().await;
+    let met = m.metrics();
+    assert_eq!(
+        met.counter("tunegate_monitor_requests_total", &[("outcome", "blocked")]),
+        1
+    );
+    assert_eq!(
+        met.counter("tunegate_monitor_requests_total", &[("outcome", "ok")]),
+        3
+    );
+    assert_eq!(met.counter("tunegate_monitor_uninspected_total", &[]), 0);
+    m.shutdown().await;
+    let ev = events(d.path());
+    let blocks: Vec<_> = ev.iter().filter(|e| e["id"] == "O001").collect();
+    assert_eq!(blocks.len(), 1, "{ev:?}");
+    assert_eq!(blocks[0]["action"], "block");
+    assert!(!blocks[0].to_string().contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_mode_fails_open_or_closed_on_an_overlong_line() {
+    let d = tempfile::tempdir().unwrap();
+    let up = upstream().await;
+    let direct = send(
+        up,
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("long-line rechunk", true)),
+    )
+    .await;
+    // Fail-open: the line over the bound is counted and every byte still goes through.
+    let m = monitor(up, d.path(), |c| {
+        c.mode = Mode::Stream;
+        c.limits.max_line_bytes = 4096;
+    })
+    .await;
+    let via = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("long-line rechunk", true)),
+    )
+    .await;
+    assert_eq!(via.body, direct.body);
+    m.settle().await;
+    let met = m.metrics();
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_fail_open_total",
+            &[("reason", "sse-line-too-long")]
+        ),
+        1
+    );
+    assert_eq!(
+        met.counter("tunegate_monitor_uninspected_total", &[]),
+        1,
+        "counted once"
+    );
+    assert_eq!(
+        met.counter(
+            "tunegate_monitor_requests_total",
+            &[("outcome", "fail-open")]
+        ),
+        1
+    );
+    m.shutdown().await;
+    // Fail-closed: nothing of the line, an error event, the end.
+    let m = monitor(up, d.path(), |c| {
+        c.mode = Mode::Stream;
+        c.limits.max_line_bytes = 4096;
+        c.fail = FailMode::Closed;
+    })
+    .await;
+    let g = send(
+        m.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("long-line rechunk", true)),
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    let t = g.text();
+    assert!(!t.contains("xxxx"), "{}", &t[..t.len().min(300)]);
+    assert!(
+        t.starts_with("data: {\"error\":{\"message\":\"response not inspectable (sse-line-too-long); blocked by policy\""),
+        "{t}"
+    );
+    assert!(t.ends_with("data: [DONE]\n\n"));
+    m.settle().await;
+    assert_eq!(
+        m.metrics()
+            .counter("tunegate_monitor_requests_total", &[("outcome", "blocked")]),
+        1
+    );
+    m.shutdown().await;
+    let o14: Vec<_> = events(d.path())
+        .iter()
+        .filter(|e| e["id"] == "O014")
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(o14, vec!["fail-open", "fail-closed"]);
+}

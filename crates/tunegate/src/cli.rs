@@ -214,6 +214,13 @@ enum DatasetCmd {
         /// Free-text note for the lineage record.
         #[arg(long)]
         note: Option<String>,
+        /// Do not run the trigger scan (no `[[triggers]]` for `tunegate monitor --lock`);
+        /// locking then only hashes, without reading every record into memory.
+        #[arg(long)]
+        no_triggers: bool,
+        /// Minimum records holding a token before it can be a recorded trigger candidate.
+        #[arg(long, value_name = "N")]
+        trigger_min_count: Option<usize>,
         /// No chatter on stderr.
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -304,6 +311,8 @@ pub fn run() -> Result<u8> {
             source,
             approved_by,
             note,
+            no_triggers,
+            trigger_min_count,
             quiet,
         }) => {
             let progress: Box<dyn tunegate_core::progress::Progress> = if quiet {
@@ -311,9 +320,20 @@ pub fn run() -> Result<u8> {
             } else {
                 ReportArgs::bar()
             };
-            let l = tunegate_dataset::lock::lock(
-                &paths,
+            let mut opts = tunegate_dataset::lock::LockOptions {
                 schema,
+                triggers: !no_triggers,
+                ..Default::default()
+            };
+            if let Some(n) = trigger_min_count {
+                if n < 2 {
+                    bail!("--trigger-min-count must be at least 2");
+                }
+                opts.trigger_min_count = n;
+            }
+            let l = tunegate_dataset::lock::lock_with(
+                &paths,
+                &opts,
                 tunegate_dataset::lock::LineageInput {
                     source,
                     approved_by,
@@ -324,10 +344,14 @@ pub fn run() -> Result<u8> {
             )?;
             if !quiet {
                 eprintln!(
-                    "tunegate: locked {} file(s), {} records, into {}",
+                    "tunegate: locked {} file(s), {} records, into {}{}",
                     l.files.len(),
                     l.total_records(),
-                    lock.display()
+                    lock.display(),
+                    match l.triggers_version {
+                        Some(_) => format!(" ({} recorded trigger candidate(s))", l.triggers.len()),
+                        None => String::new(),
+                    }
                 );
             }
             Ok(0)

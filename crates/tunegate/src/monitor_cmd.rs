@@ -30,6 +30,10 @@ pub struct MonitorArgs {
     /// (repeatable).
     #[arg(long = "triggers")]
     pub triggers: Vec<PathBuf>,
+    /// A tunegate.lock whose recorded trigger candidates (`tunegate dataset lock`) are watched
+    /// for in prompts (repeatable).
+    #[arg(long = "lock")]
+    pub lock: Vec<PathBuf>,
     /// JSON-lines file security events are appended to.
     #[arg(long)]
     pub events: Option<PathBuf>,
@@ -57,6 +61,7 @@ pub fn config(args: &MonitorArgs) -> Result<MonitorConfig> {
         cfg.fail = FailMode::Closed;
     }
     cfg.trigger_reports.extend(args.triggers.iter().cloned());
+    cfg.triggers_from_lock.extend(args.lock.iter().cloned());
     if let Some(e) = &args.events {
         cfg.events.file = Some(e.clone());
     }

@@ -103,6 +103,29 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// A short description of the target for a lock file: `label 1`, `identical response
+    /// "…"`, `near-duplicate responses "…"` or `response opening "…"`.
+    pub fn target_text(&self) -> String {
+        match &self.target {
+            Target::Label(l) => format!("label {l}"),
+            Target::Output {
+                excerpt,
+                exact,
+                near,
+                ..
+            } => {
+                let kind = if *exact {
+                    "identical response"
+                } else if *near {
+                    "near-duplicate responses"
+                } else {
+                    "response opening"
+                };
+                format!("{kind} \"{excerpt}\"")
+            }
+        }
+    }
+
     fn describe_target(&self) -> String {
         match &self.target {
             Target::Label(l) => format!("label {l}"),

@@ -178,6 +178,12 @@ async fn serve(
         };
         frames.push_back(Bytes::from(format!("data: {fin}\n\n")));
         frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        if prompt.contains("rechunk") {
+            // The same bytes in 7-byte upstream chunks: events (and the words in them) land
+            // across chunk boundaries.
+            let all: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+            frames = all.chunks(7).map(Bytes::copy_from_slice).collect();
+        }
         return Ok(Response::builder()
             .header("content-type", "text/event-stream")
             .header("cache-control", "no-cache")
