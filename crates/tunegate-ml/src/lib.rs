@@ -5,7 +5,9 @@
 //! - [`runtime`]: Hugging Face model folders loaded without Python, tunegate's own
 //!   differentiable model files (gradients flow to input embeddings and LoRA factors), and the
 //!   layers the trainer and the pre-deployment scans share.
+//! - [`train`]: LoRA fine-tuning (PEFT-compatible adapters), DP-SGD and `train.toml`.
 #![deny(missing_docs)]
 
 pub mod dp;
 pub mod runtime;
+pub mod train;
