@@ -45,7 +45,7 @@ pub struct FullWeights {
 #[derive(Default)]
 pub struct Ctx {
     /// LoRA factors by module name (the model's own names, e.g.
-    /// `encoder.layer.0.attention.self.query`).
+    /// `bert.encoder.layer.0.attention.self.query`: PEFT's names without `base_model.model.`).
     pub lora: HashMap<String, LoraFactors>,
     /// Replaced modules by name.
     pub full: HashMap<String, FullWeights>,
@@ -103,7 +103,7 @@ fn per_example_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// or replace it.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    /// Module name (e.g. `encoder.layer.0.attention.self.query`).
+    /// Module name (e.g. `bert.encoder.layer.0.attention.self.query`).
     pub name: String,
     /// Weight `(out, in)`.
     pub weight: Tensor,

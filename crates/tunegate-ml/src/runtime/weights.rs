@@ -204,7 +204,7 @@ pub struct ModelDir {
 
 impl ModelDir {
     /// Open `root`: reads `config.json` and maps the weights; the tokenizer is loaded on demand
-    /// with [`super::tokenizer::load`].
+    /// with [`super::load::load_tokenizer`].
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
             return Err(MlError::format(root, "not a model folder"));
@@ -279,6 +279,10 @@ impl<'a> Cfg<'a> {
     /// An optional boolean.
     pub fn bool_opt(&self, key: &str) -> Option<bool> {
         self.value.get(key).and_then(|v| v.as_bool())
+    }
+    /// The raw value of `key`, if present.
+    pub fn value_of(&self, key: &str) -> Option<&'a serde_json::Value> {
+        self.value.get(key)
     }
     /// The file these settings came from.
     pub fn path(&self) -> &Path {
