@@ -430,7 +430,12 @@ impl Adapter {
             },
             "base_model_name_or_path": self.base_model,
             "r": self.settings.r,
-            "lora_alpha": self.settings.alpha,
+            // PEFT types lora_alpha as an int; keep a fractional alpha as a float.
+            "lora_alpha": if self.settings.alpha.fract() == 0.0 && self.settings.alpha < 1e15 {
+                json!(self.settings.alpha as i64)
+            } else {
+                json!(self.settings.alpha)
+            },
             "lora_dropout": self.settings.dropout,
             "target_modules": targets,
             "modules_to_save": if saved.is_empty() { Value::Null } else { json!(saved) },
