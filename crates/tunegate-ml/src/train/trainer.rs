@@ -384,7 +384,7 @@ pub fn example_losses(
         }
         Task::CausalLm(_) => {
             let t = b.ids.dims()[1];
-            let mut m = vec![0f32; batch.len() * (t - 1).max(0)];
+            let mut m = vec![0f32; batch.len() * t.saturating_sub(1)];
             for (i, e) in batch.iter().enumerate() {
                 if let Target::Tokens(tg) = &e.target {
                     for (j, on) in tg.iter().enumerate().skip(1) {
