@@ -8,8 +8,10 @@
 //! - [`scan`]: the statistics of the pre-deployment backdoor scans (activation clustering,
 //!   spectral signatures, Mahalanobis distance, STRIP, anomaly index, behaviour diff) and their
 //!   `B###` checks.
+//! - [`train`]: LoRA fine-tuning (PEFT-compatible adapters), DP-SGD and `train.toml`.
 #![deny(missing_docs)]
 
 pub mod dp;
 pub mod runtime;
 pub mod scan;
+pub mod train;

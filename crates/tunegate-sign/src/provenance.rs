@@ -350,6 +350,34 @@ pub fn statement(r: &RunRecord) -> Statement {
     Statement::new(subject, PREDICATE_TYPE, predicate)
 }
 
+/// Adds a resolved dependency `{name, digest: {sha256}}` with `role` to a statement made by
+/// [`statement`]: materials a built-in trainer knows beyond the [`RunRecord`] fields (e.g.
+/// `tunegate train`'s data files when no lock names them, role `dataset`).
+pub fn add_dependency(st: &mut Statement, role: &str, name: &str, sha256: &str) {
+    let d = role_desc(
+        obj(json!({"name": name, "digest": {"sha256": sha256}})),
+        role,
+    );
+    if let Some(deps) = st
+        .predicate
+        .pointer_mut("/buildDefinition/resolvedDependencies")
+        .and_then(Value::as_array_mut)
+    {
+        deps.push(d);
+    }
+}
+
+/// Sets `buildDefinition.internalParameters[key]` of a statement made by [`statement`] (e.g.
+/// `tunegate train`'s results: metrics, ε and δ).
+pub fn set_internal_parameter(st: &mut Statement, key: &str, value: Value) {
+    if let Some(Value::Object(ip)) = st
+        .predicate
+        .pointer_mut("/buildDefinition/internalParameters")
+    {
+        ip.insert(key.to_string(), value);
+    }
+}
+
 /// A descriptor from the statement, by role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Material {

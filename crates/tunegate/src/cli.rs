@@ -89,6 +89,9 @@ enum Command {
     /// DP-SGD privacy accounting: epsilon for a noise multiplier, or the noise for an epsilon.
     #[command(subcommand)]
     Dp(crate::dp_cmd::DpCmd),
+    /// LoRA fine-tuning (classifier or SFT, optionally DP-SGD) from train.toml, as an attested
+    /// run: the adapter in PEFT's layout, signed with --key, with SLSA provenance.
+    Train(crate::train_cmd::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -285,6 +288,7 @@ pub fn run() -> Result<u8> {
         Command::Checks { format } => checks(&format),
         Command::Monitor { args } => crate::monitor_cmd::run(&args),
         Command::Dp(c) => crate::dp_cmd::run(&c),
+        Command::Train(a) => crate::train_cmd::run(&a),
         Command::Registry(c) => crate::registry_cmd::run(c),
         Command::Keygen(a) => crate::sign_cmd::keygen(&a),
         Command::Sign(a) => crate::sign_cmd::sign(&a),

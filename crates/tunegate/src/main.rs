@@ -13,6 +13,7 @@ mod output;
 mod registry_cmd;
 mod run_cmd;
 mod sign_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 

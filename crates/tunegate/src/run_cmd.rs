@@ -106,7 +106,7 @@ pub struct AttestVerifyArgs {
     pub model: Option<String>,
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -114,7 +114,7 @@ fn now() -> String {
     tunegate_core::lock::rfc3339_from_unix(secs)
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let s = default_sig(path);
     let s = s.to_string_lossy();
     PathBuf::from(format!("{}{suffix}", s.trim_end_matches(".sig")))
@@ -152,7 +152,7 @@ fn lock_path(a: &RunArgs, cfg: Option<&Config>) -> Option<PathBuf> {
     d.is_file().then_some(d)
 }
 
-fn record_dataset(path: &Path, allow_drift: bool) -> Result<DatasetRecord> {
+pub(crate) fn record_dataset(path: &Path, allow_drift: bool) -> Result<DatasetRecord> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "reading the dataset lock {} (create it with `tunegate dataset lock`)",
@@ -181,7 +181,7 @@ fn record_dataset(path: &Path, allow_drift: bool) -> Result<DatasetRecord> {
     })
 }
 
-fn record_base(path: &Path) -> Result<BaseRecord> {
+pub(crate) fn record_base(path: &Path) -> Result<BaseRecord> {
     let tree =
         tunegate_artifact::hash::hash_tree(path, &tunegate_artifact::hash::HashOptions::default())
             .with_context(|| format!("hashing the base model {}", path.display()))?;
@@ -383,7 +383,7 @@ fn git_head_fallback(cwd: &Path) -> Option<String> {
     None
 }
 
-fn git_state(cwd: &Path) -> GitRecord {
+pub(crate) fn git_state(cwd: &Path) -> GitRecord {
     match git(cwd, &["rev-parse", "HEAD"]) {
         Ok(Some(commit)) => {
             let dirty = git(cwd, &["status", "--porcelain", "--untracked-files=normal"])
@@ -525,7 +525,7 @@ fn venv_packages(venv: &Path) -> Value {
         "how": "site-packages *.dist-info/METADATA (pip freeze equivalent, not executed)"})
 }
 
-fn environment(image: Option<&str>) -> Value {
+pub(crate) fn environment(image: Option<&str>) -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let os_release = read("/etc/os-release");
     let distro = os_release.lines().find_map(|l| {
