@@ -418,7 +418,9 @@ pub fn lr_at(lr: f64, step: u64, total: u64, warmup: u64, decay: Decay) -> f64 {
     }
 }
 
-fn eval(
+/// Held-out loss (per example for classifiers, per target token for SFT) and accuracy
+/// (classifiers) of `model` with `adapter` on `data`, in batches of `batch_size`.
+pub fn evaluate(
     model: &dyn TextModel,
     adapter: &Adapter,
     data: &[Example],
@@ -704,7 +706,7 @@ pub fn train(cfg: &TrainConfig, inp: TrainInputs<'_>) -> Result<Trained> {
             && step + 1 < total_steps
             && !inp.eval.is_empty()
         {
-            evals.push(eval(
+            evals.push(evaluate(
                 model,
                 &adapter,
                 &inp.eval,
@@ -716,7 +718,7 @@ pub fn train(cfg: &TrainConfig, inp: TrainInputs<'_>) -> Result<Trained> {
         }
     }
     if !inp.eval.is_empty() {
-        evals.push(eval(
+        evals.push(evaluate(
             model,
             &adapter,
             &inp.eval,
