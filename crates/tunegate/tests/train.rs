@@ -264,3 +264,35 @@ fn data_outside_the_lock_is_refused_and_bad_configs_exit_2() {
         .code(2)
         .stderr(predicates::str::contains("missing.jsonl"));
 }
+
+#[test]
+fn the_tiny_bert_learns_the_sentiment_words() {
+    let t = setup();
+    let d = t.path();
+    let cfg = CONFIG
+        .replace("max_steps = 12", "max_steps = 30")
+        .split("[dp]")
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(d.join("plain.toml"), cfg).unwrap();
+    let out = tg(d)
+        .args([
+            "train",
+            "-c",
+            "plain.toml",
+            "--out",
+            "plain",
+            "--format",
+            "json",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["dp"].is_null());
+    let acc = r["final_eval_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "accuracy {acc}: {r}");
+    assert!(r["last_loss"].as_f64().unwrap() < r["first_loss"].as_f64().unwrap());
+}

@@ -25,7 +25,7 @@ import sys
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertConfig, BertForSequenceClassification
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "..", "fixtures")
@@ -64,12 +64,19 @@ def make():
     vf = os.path.join(MODEL, "vocab.txt")
     with open(vf, "w") as f:
         f.write("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=vf, do_lower_case=True)
-    tok.save_pretrained(MODEL)
-    for extra in ["tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]:
-        p = os.path.join(MODEL, extra)
-        if os.path.exists(p):
-            os.remove(p)
+    # A BERT WordPiece tokenizer.json built with `tokenizers` directly (BertTokenizerFast in
+    # transformers 5 ignores a vocab_file argument and would map every word to [UNK]).
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    tk = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tk.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tk.save(os.path.join(MODEL, "tokenizer.json"))
+    os.remove(vf)
+    assert tk.encode("the movie good").ids == [2, 15, 9, 5, 3], tk.encode("the movie good").ids
     cfg = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=32, max_position_embeddings=32, type_vocab_size=2,
                      num_labels=2, initializer_range=0.3)
