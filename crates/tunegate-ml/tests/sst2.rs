@@ -168,7 +168,10 @@ fn lora_on_sst2_reaches_80_percent_and_dp_sgd_reports_its_epsilon() {
     let again = tunegate_ml::dp::epsilon(dp.noise_multiplier, dp.sample_rate, dp.steps, dp.delta)
         .expect("accountant");
     assert!((again.epsilon - eps).abs() < 1e-9);
-    assert!(acc_dp > 0.6, "DP accuracy {acc_dp:.4} no better than chance");
+    assert!(
+        acc_dp > 0.6,
+        "DP accuracy {acc_dp:.4} no better than chance"
+    );
 }
 
 #[test]
