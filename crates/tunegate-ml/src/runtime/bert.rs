@@ -240,30 +240,6 @@ fn fresh_linear(
     })
 }
 
-fn linear_to(l: &Linear, dtype: DType) -> Result<Linear> {
-    Ok(Linear {
-        name: l.name.clone(),
-        weight: l.weight.to_dtype(dtype)?,
-        bias: l.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
-    })
-}
-
-fn norm_to(n: &LayerNorm, dtype: DType) -> Result<LayerNorm> {
-    Ok(LayerNorm {
-        weight: n.weight.to_dtype(dtype)?,
-        bias: n.bias.to_dtype(dtype)?,
-        eps: n.eps,
-    })
-}
-
-fn info(l: &Linear) -> LinearInfo {
-    LinearInfo {
-        name: l.name.clone(),
-        in_dim: l.in_dim(),
-        out_dim: l.out_dim(),
-    }
-}
-
 /// Stored names and module names of one encoder: `stored` is the prefix the weight files use
 /// (`bert.` or empty), `module` the prefix of module names (always `bert.` etc.).
 struct Names {
@@ -522,14 +498,14 @@ impl Encoder {
             .iter()
             .map(|l| {
                 Ok(Layer {
-                    q: linear_to(&l.q, dtype)?,
-                    k: linear_to(&l.k, dtype)?,
-                    v: linear_to(&l.v, dtype)?,
-                    o: linear_to(&l.o, dtype)?,
-                    attn_norm: norm_to(&l.attn_norm, dtype)?,
-                    up: linear_to(&l.up, dtype)?,
-                    down: linear_to(&l.down, dtype)?,
-                    out_norm: norm_to(&l.out_norm, dtype)?,
+                    q: l.q.to_dtype(dtype)?,
+                    k: l.k.to_dtype(dtype)?,
+                    v: l.v.to_dtype(dtype)?,
+                    o: l.o.to_dtype(dtype)?,
+                    attn_norm: l.attn_norm.to_dtype(dtype)?,
+                    up: l.up.to_dtype(dtype)?,
+                    down: l.down.to_dtype(dtype)?,
+                    out_norm: l.out_norm.to_dtype(dtype)?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -542,17 +518,17 @@ impl Encoder {
                 .as_ref()
                 .map(|t| t.to_dtype(dtype))
                 .transpose()?,
-            emb_norm: norm_to(&self.emb_norm, dtype)?,
+            emb_norm: self.emb_norm.to_dtype(dtype)?,
             layers,
             pooler: self
                 .pooler
                 .as_ref()
-                .map(|p| linear_to(p, dtype))
+                .map(|p| p.to_dtype(dtype))
                 .transpose()?,
             head: self
                 .head
                 .iter()
-                .map(|l| linear_to(l, dtype))
+                .map(|l| l.to_dtype(dtype))
                 .collect::<Result<_>>()?,
             num_labels: self.num_labels,
             pretrained_head: self.pretrained_head,
@@ -747,9 +723,9 @@ impl TextModel for Encoder {
             .layers
             .iter()
             .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down])
-            .map(info)
+            .map(Linear::info)
             .collect();
-        out.extend(self.pooler.iter().map(info));
+        out.extend(self.pooler.iter().map(Linear::info));
         out
     }
 
@@ -757,7 +733,7 @@ impl TextModel for Encoder {
     /// full: `classifier` (BERT); `pre_classifier`, `classifier` (DistilBERT: PEFT matches
     /// names by suffix); `classifier.dense`, `classifier.out_proj` (RoBERTa).
     fn head_modules(&self) -> Vec<LinearInfo> {
-        self.head.iter().map(info).collect()
+        self.head.iter().map(Linear::info).collect()
     }
 
     fn embedding_matrix(&self) -> &Tensor {

@@ -6,7 +6,7 @@
 //! [`super::tokenizer::pad_rows`] builds them): positions are `0..T` for every row, so a
 //! left-padded row would see its tokens at shifted positions.
 use super::error::{MlError, Result};
-use super::nn::{padding_bias, softmax_last, Ctx, LayerNorm, Linear, RmsNorm};
+use super::nn::{padding_bias, softmax_last, Ctx};
 use super::weights::Cfg;
 use candle_core::{DType, Tensor, D};
 
@@ -51,32 +51,6 @@ pub fn causal_bias(mask: &Tensor, window: Option<usize>, dtype: DType) -> Result
         bias
     };
     Ok(bias.to_dtype(dtype)?)
-}
-
-/// A copy of `l` with its tensors in `dtype`.
-pub(crate) fn linear_to(l: &Linear, dtype: DType) -> Result<Linear> {
-    Ok(Linear {
-        name: l.name.clone(),
-        weight: l.weight.to_dtype(dtype)?,
-        bias: l.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
-    })
-}
-
-/// A copy of `n` with its tensors in `dtype`.
-pub(crate) fn layer_norm_to(n: &LayerNorm, dtype: DType) -> Result<LayerNorm> {
-    Ok(LayerNorm {
-        weight: n.weight.to_dtype(dtype)?,
-        bias: n.bias.to_dtype(dtype)?,
-        eps: n.eps,
-    })
-}
-
-/// A copy of `n` with its weight in `dtype`.
-pub(crate) fn rms_norm_to(n: &RmsNorm, dtype: DType) -> Result<RmsNorm> {
-    Ok(RmsNorm {
-        weight: n.weight.to_dtype(dtype)?,
-        eps: n.eps,
-    })
 }
 
 /// `(N, T, heads * dim)` to `(N, heads, T, dim)`.

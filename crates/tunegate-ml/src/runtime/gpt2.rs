@@ -15,9 +15,7 @@
 //! `c_attn` is one fused projection to query, key and value, so an adapter on it changes all
 //! three. Batches are right-padded (see [`super::causal`]); sequences longer than
 //! `n_positions` are refused.
-use super::causal::{
-    attention, causal_bias, layer_norm_to, linear_to, lookup, merge_heads, split_heads,
-};
+use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, LayerNorm, Linear, LinearInfo, Output, Task, TextModel};
 use super::weights::{Cfg, ModelDir, Weights};
@@ -215,12 +213,12 @@ impl Gpt2 {
             .iter()
             .map(|b| {
                 Ok(Block {
-                    ln_1: layer_norm_to(&b.ln_1, dtype)?,
-                    c_attn: linear_to(&b.c_attn, dtype)?,
-                    attn_proj: linear_to(&b.attn_proj, dtype)?,
-                    ln_2: layer_norm_to(&b.ln_2, dtype)?,
-                    c_fc: linear_to(&b.c_fc, dtype)?,
-                    mlp_proj: linear_to(&b.mlp_proj, dtype)?,
+                    ln_1: b.ln_1.to_dtype(dtype)?,
+                    c_attn: b.c_attn.to_dtype(dtype)?,
+                    attn_proj: b.attn_proj.to_dtype(dtype)?,
+                    ln_2: b.ln_2.to_dtype(dtype)?,
+                    c_fc: b.c_fc.to_dtype(dtype)?,
+                    mlp_proj: b.mlp_proj.to_dtype(dtype)?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -229,7 +227,7 @@ impl Gpt2 {
             wte: self.wte.to_dtype(dtype)?,
             wpe: self.wpe.to_dtype(dtype)?,
             blocks,
-            ln_f: layer_norm_to(&self.ln_f, dtype)?,
+            ln_f: self.ln_f.to_dtype(dtype)?,
             lm_head: self
                 .lm_head
                 .as_ref()
@@ -329,13 +327,7 @@ impl TextModel for Gpt2 {
 
     /// The four projections of every block (`lm_head`, tied to the embeddings, is not one).
     fn linears(&self) -> Vec<LinearInfo> {
-        self.all_linears()
-            .map(|l| LinearInfo {
-                name: l.name.clone(),
-                in_dim: l.in_dim(),
-                out_dim: l.out_dim(),
-            })
-            .collect()
+        self.all_linears().map(Linear::info).collect()
     }
 
     fn head_modules(&self) -> Vec<LinearInfo> {

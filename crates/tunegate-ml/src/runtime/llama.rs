@@ -16,9 +16,7 @@
 //! PEFT sees on `*ForCausalLM`: `model.layers.{i}.self_attn.{q,k,v,o}_proj` and
 //! `model.layers.{i}.mlp.{gate,up,down}_proj`. Batches are right-padded with positions `0..T`
 //! (see [`super::causal`]); sequences longer than `max_position_embeddings` are refused.
-use super::causal::{
-    attention, causal_bias, linear_to, lookup, merge_heads, rms_norm_to, split_heads, Rope,
-};
+use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads, Rope};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, Linear, LinearInfo, Output, RmsNorm, Task, TextModel};
 use super::weights::{Cfg, ModelDir, Weights};
@@ -334,15 +332,15 @@ impl Llama {
             .iter()
             .map(|l| {
                 Ok(Layer {
-                    input_norm: rms_norm_to(&l.input_norm, dtype)?,
-                    q: linear_to(&l.q, dtype)?,
-                    k: linear_to(&l.k, dtype)?,
-                    v: linear_to(&l.v, dtype)?,
-                    o: linear_to(&l.o, dtype)?,
-                    post_norm: rms_norm_to(&l.post_norm, dtype)?,
-                    gate: linear_to(&l.gate, dtype)?,
-                    up: linear_to(&l.up, dtype)?,
-                    down: linear_to(&l.down, dtype)?,
+                    input_norm: l.input_norm.to_dtype(dtype)?,
+                    q: l.q.to_dtype(dtype)?,
+                    k: l.k.to_dtype(dtype)?,
+                    v: l.v.to_dtype(dtype)?,
+                    o: l.o.to_dtype(dtype)?,
+                    post_norm: l.post_norm.to_dtype(dtype)?,
+                    gate: l.gate.to_dtype(dtype)?,
+                    up: l.up.to_dtype(dtype)?,
+                    down: l.down.to_dtype(dtype)?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -351,7 +349,7 @@ impl Llama {
             embed_tokens: self.embed_tokens.to_dtype(dtype)?,
             embed_name: self.embed_name.clone(),
             layers,
-            norm: rms_norm_to(&self.norm, dtype)?,
+            norm: self.norm.to_dtype(dtype)?,
             lm_head: self
                 .lm_head
                 .as_ref()
@@ -457,13 +455,7 @@ impl TextModel for Llama {
 
     /// The seven projections of every layer (the `lm_head` is not one).
     fn linears(&self) -> Vec<LinearInfo> {
-        self.all_linears()
-            .map(|l| LinearInfo {
-                name: l.name.clone(),
-                in_dim: l.in_dim(),
-                out_dim: l.out_dim(),
-            })
-            .collect()
+        self.all_linears().map(Linear::info).collect()
     }
 
     fn head_modules(&self) -> Vec<LinearInfo> {

@@ -146,6 +146,24 @@ impl Linear {
         })
     }
 
+    /// A copy with its tensors in `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Linear {
+            name: self.name.clone(),
+            weight: self.weight.to_dtype(dtype)?,
+            bias: self.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
+        })
+    }
+
+    /// Name and sizes, as [`TextModel::linears`] lists them.
+    pub fn info(&self) -> LinearInfo {
+        LinearInfo {
+            name: self.name.clone(),
+            in_dim: self.in_dim(),
+            out_dim: self.out_dim(),
+        }
+    }
+
     /// Input features.
     pub fn in_dim(&self) -> usize {
         self.weight.dims()[1]
@@ -226,6 +244,15 @@ impl LayerNorm {
         })
     }
 
+    /// A copy with its tensors in `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: self.weight.to_dtype(dtype)?,
+            bias: self.bias.to_dtype(dtype)?,
+            eps: self.eps,
+        })
+    }
+
     /// Normalise over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::layer_norm_slow(
@@ -252,6 +279,14 @@ impl RmsNorm {
         Ok(RmsNorm {
             weight: w.get(&format!("{name}.weight"), Some(&[dim]), device)?,
             eps,
+        })
+    }
+
+    /// A copy with its weight in `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: self.weight.to_dtype(dtype)?,
+            eps: self.eps,
         })
     }
 
