@@ -68,6 +68,32 @@ pub enum Calibration {
     NullModel,
 }
 
+/// Class count, row indices of each class of the training features, and of the clean
+/// reference when given (checked to have the same width).
+#[allow(clippy::type_complexity)]
+fn class_groups(
+    features: &Features<'_>,
+    labels: &[usize],
+    clean: Option<(Features<'_>, &[usize])>,
+) -> Result<(usize, Vec<Vec<usize>>, Option<Vec<Vec<usize>>>), ScanError> {
+    let nc = n_classes_of(labels, clean.map(|c| c.1))?;
+    let groups = group(labels, features.rows(), nc, "training features")?;
+    let clean_groups = match clean {
+        Some((cf, cl)) => {
+            if cf.cols() != features.cols() {
+                return Err(ScanError::Shape(format!(
+                    "clean features have {} columns, training features {}",
+                    cf.cols(),
+                    features.cols()
+                )));
+            }
+            Some(group(cl, cf.rows(), nc, "clean features")?)
+        }
+        None => None,
+    };
+    Ok((nc, groups, clean_groups))
+}
+
 /// Rows of `labels` grouped by class; errors when a label is `>= n_classes` or lengths differ.
 fn group(
     labels: &[usize],
@@ -312,21 +338,7 @@ pub fn activation_clustering(
             "activation clustering needs dims >= 1 and a minority fraction in (0, 0.5)".into(),
         ));
     }
-    let nc = n_classes_of(labels, clean.map(|c| c.1))?;
-    let groups = group(labels, features.rows(), nc, "training features")?;
-    let clean_groups = match clean {
-        Some((cf, cl)) => {
-            if cf.cols() != features.cols() {
-                return Err(ScanError::Shape(format!(
-                    "clean features have {} columns, training features {}",
-                    cf.cols(),
-                    features.cols()
-                )));
-            }
-            Some(group(cl, cf.rows(), nc, "clean features")?)
-        }
-        None => None,
-    };
+    let (nc, groups, clean_groups) = class_groups(&features, labels, clean)?;
     let mut scores = vec![0.0; features.rows()];
     let mut flagged = Vec::new();
     let mut classes = Vec::with_capacity(nc);
@@ -545,21 +557,7 @@ pub fn spectral_signatures(
             "spectral signatures need z_threshold > 0 and class_alpha in (0, 1)".into(),
         ));
     }
-    let nc = n_classes_of(labels, clean.map(|c| c.1))?;
-    let groups = group(labels, features.rows(), nc, "training features")?;
-    let clean_groups = match clean {
-        Some((cf, cl)) => {
-            if cf.cols() != features.cols() {
-                return Err(ScanError::Shape(format!(
-                    "clean features have {} columns, training features {}",
-                    cf.cols(),
-                    features.cols()
-                )));
-            }
-            Some(group(cl, cf.rows(), nc, "clean features")?)
-        }
-        None => None,
-    };
+    let (nc, groups, clean_groups) = class_groups(&features, labels, clean)?;
     let mut scores = vec![0.0; features.rows()];
     let mut flagged = Vec::new();
     let mut classes = Vec::with_capacity(nc);
