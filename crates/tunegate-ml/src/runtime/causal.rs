@@ -6,7 +6,7 @@
 //! [`super::tokenizer::pad_rows`] builds them): positions are `0..T` for every row, so a
 //! left-padded row would see its tokens at shifted positions.
 use super::error::{MlError, Result};
-use super::nn::{padding_bias, softmax_last, Ctx};
+use super::nn::{padding_bias, softmax_last, Ctx, Output};
 use super::weights::Cfg;
 use candle_core::{DType, Tensor, D};
 
@@ -51,6 +51,48 @@ pub fn causal_bias(mask: &Tensor, window: Option<usize>, dtype: DType) -> Result
         bias
     };
     Ok(bias.to_dtype(dtype)?)
+}
+
+/// Check a causal LM's inputs: `embeds` `(N, T, hidden)` and a `(N, T)` mask, with `T` within
+/// `max_positions` (named `limit` in the error). Returns `(N, T, hidden)`.
+pub fn check_inputs(
+    embeds: &Tensor,
+    mask: &Tensor,
+    hidden: usize,
+    max_positions: usize,
+    limit: &str,
+) -> Result<(usize, usize, usize)> {
+    let (n, t, h) = embeds.dims3()?;
+    if h != hidden {
+        return Err(MlError::Config(format!(
+            "embeddings of width {h}, the model's hidden size is {hidden}"
+        )));
+    }
+    if mask.dims2()? != (n, t) {
+        return Err(MlError::Config(format!(
+            "attention mask {:?} does not match {n} sequences of {t} tokens",
+            mask.dims()
+        )));
+    }
+    if t > max_positions {
+        return Err(MlError::Config(format!(
+            "{t} tokens, over the {max_positions} positions of {limit}"
+        )));
+    }
+    Ok((n, t, h))
+}
+
+/// The output of a causal LM: `last` (the final layer after the final norm) replaces the last
+/// hidden state, as transformers reports it, and is projected on `head` `(vocab, hidden)`.
+pub fn lm_output(last: Tensor, mut hidden_states: Vec<Tensor>, head: &Tensor) -> Result<Output> {
+    if let Some(l) = hidden_states.last_mut() {
+        *l = last.clone();
+    }
+    let logits = last.broadcast_matmul(&head.t()?)?;
+    Ok(Output {
+        logits,
+        hidden_states,
+    })
 }
 
 /// `(N, T, heads * dim)` to `(N, heads, T, dim)`.

@@ -15,7 +15,9 @@
 //! `c_attn` is one fused projection to query, key and value, so an adapter on it changes all
 //! three. Batches are right-padded (see [`super::causal`]); sequences longer than
 //! `n_positions` are refused.
-use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads};
+use super::causal::{
+    attention, causal_bias, check_inputs, lm_output, lookup, merge_heads, split_heads,
+};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, LayerNorm, Linear, LinearInfo, Output, Task, TextModel};
 use super::weights::{Cfg, ModelDir, Weights};
@@ -266,25 +268,13 @@ impl TextModel for Gpt2 {
     /// transformers returns them: word plus position embeddings, each block's output, except
     /// that the last entry is the final block's output after `ln_f`.
     fn forward_embeds(&self, embeds: &Tensor, mask: &Tensor, ctx: &Ctx) -> Result<Output> {
-        let (n, t, h) = embeds.dims3()?;
-        if h != self.cfg.hidden {
-            return Err(MlError::Config(format!(
-                "embeddings of width {h}, the model's hidden size is {}",
-                self.cfg.hidden
-            )));
-        }
-        if mask.dims2()? != (n, t) {
-            return Err(MlError::Config(format!(
-                "attention mask {:?} does not match {n} sequences of {t} tokens",
-                mask.dims()
-            )));
-        }
-        if t > self.cfg.max_positions {
-            return Err(MlError::Config(format!(
-                "{t} tokens, over GPT-2's {} positions (n_positions)",
-                self.cfg.max_positions
-            )));
-        }
+        let (_, t, h) = check_inputs(
+            embeds,
+            mask,
+            self.cfg.hidden,
+            self.cfg.max_positions,
+            "GPT-2 (n_positions)",
+        )?;
         let heads = self.cfg.heads;
         let hd = h / heads;
         let pos = self.wpe.narrow(0, 0, t)?;
@@ -313,16 +303,8 @@ impl TextModel for Gpt2 {
             x = (x + ctx.dropout(&m, ctx.hidden_dropout)?)?;
             hidden_states.push(x.clone());
         }
-        let last = self.ln_f.forward(&x)?;
-        if let Some(l) = hidden_states.last_mut() {
-            *l = last.clone();
-        }
         let head = self.lm_head.as_ref().unwrap_or(&self.wte);
-        let logits = last.broadcast_matmul(&head.t()?)?;
-        Ok(Output {
-            logits,
-            hidden_states,
-        })
+        lm_output(self.ln_f.forward(&x)?, hidden_states, head)
     }
 
     /// The four projections of every block (`lm_head`, tied to the embeddings, is not one).

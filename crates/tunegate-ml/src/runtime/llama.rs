@@ -16,7 +16,9 @@
 //! PEFT sees on `*ForCausalLM`: `model.layers.{i}.self_attn.{q,k,v,o}_proj` and
 //! `model.layers.{i}.mlp.{gate,up,down}_proj`. Batches are right-padded with positions `0..T`
 //! (see [`super::causal`]); sequences longer than `max_position_embeddings` are refused.
-use super::causal::{attention, causal_bias, lookup, merge_heads, split_heads, Rope};
+use super::causal::{
+    attention, causal_bias, check_inputs, lm_output, lookup, merge_heads, split_heads, Rope,
+};
 use super::error::{MlError, Result};
 use super::nn::{Activation, Ctx, Linear, LinearInfo, Output, RmsNorm, Task, TextModel};
 use super::weights::{Cfg, ModelDir, Weights};
@@ -387,25 +389,13 @@ impl TextModel for Llama {
     /// entries, as transformers returns them: the embeddings, each layer's output, except that
     /// the last entry is the final layer's output after the final norm.
     fn forward_embeds(&self, embeds: &Tensor, mask: &Tensor, ctx: &Ctx) -> Result<Output> {
-        let (n, t, h) = embeds.dims3()?;
-        if h != self.cfg.hidden {
-            return Err(MlError::Config(format!(
-                "embeddings of width {h}, the model's hidden size is {}",
-                self.cfg.hidden
-            )));
-        }
-        if mask.dims2()? != (n, t) {
-            return Err(MlError::Config(format!(
-                "attention mask {:?} does not match {n} sequences of {t} tokens",
-                mask.dims()
-            )));
-        }
-        if t > self.cfg.max_positions {
-            return Err(MlError::Config(format!(
-                "{t} tokens, over the model's {} positions (max_position_embeddings)",
-                self.cfg.max_positions
-            )));
-        }
+        let (_, t, _) = check_inputs(
+            embeds,
+            mask,
+            self.cfg.hidden,
+            self.cfg.max_positions,
+            "the model (max_position_embeddings)",
+        )?;
         let c = &self.cfg;
         let (cos, sin) = c.rope.tables(t, embeds.device())?;
         let (cos, sin) = (cos.to_dtype(embeds.dtype())?, sin.to_dtype(embeds.dtype())?);
@@ -441,16 +431,8 @@ impl TextModel for Llama {
             x = (x + ctx.dropout(&m, ctx.hidden_dropout)?)?;
             hidden_states.push(x.clone());
         }
-        let last = self.norm.forward(&x)?;
-        if let Some(l) = hidden_states.last_mut() {
-            *l = last.clone();
-        }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        let logits = last.broadcast_matmul(&head.t()?)?;
-        Ok(Output {
-            logits,
-            hidden_states,
-        })
+        lm_output(self.norm.forward(&x)?, hidden_states, head)
     }
 
     /// The seven projections of every layer (the `lm_head` is not one).
