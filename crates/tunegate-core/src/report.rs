@@ -155,8 +155,9 @@ pub struct Summary {
 
 /// How a chart is drawn.
 ///
-/// Serialized as `"bar"`, `"histogram"` or `{"heatmap": {"columns": [...]}}`; reports written
-/// before the heatmap existed read unchanged.
+/// Serialized as `"bar"`, `"histogram"`, `{"heatmap": {"columns": [...]}}` or
+/// `{"scatter": {"x": "…", "y": "…"}}`; reports written before the heatmap and scatter kinds
+/// existed read unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChartKind {
@@ -171,6 +172,15 @@ pub enum ChartKind {
         /// Column labels.
         columns: Vec<String>,
     },
+    /// Points in a plane: `labels` holds one series name per point (points of one series share
+    /// a colour and a legend entry) and `values` holds `2 * labels.len()` numbers, the `(x, y)`
+    /// of each point in order. Non-finite points are skipped.
+    Scatter {
+        /// Caption of the x axis.
+        x: String,
+        /// Caption of the y axis.
+        y: String,
+    },
 }
 
 /// Data for one chart in the HTML report. Gates add charts; renderers draw them generically.
@@ -180,7 +190,7 @@ pub struct Chart {
     pub id: String,
     /// Title shown above the chart.
     pub title: String,
-    /// Bar, histogram or heatmap.
+    /// Bar, histogram, heatmap or scatter.
     pub kind: ChartKind,
     /// One label per value (per row for a heatmap).
     pub labels: Vec<String>,

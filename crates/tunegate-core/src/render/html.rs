@@ -11,7 +11,8 @@
 //! severity, a "findings per check" bar chart coloured by each check's default severity, every
 //! chart in [`Report::charts`] drawn generically ([`ChartKind::Bar`] as horizontal bars,
 //! [`ChartKind::Histogram`] as vertical bars over bins, [`ChartKind::Heatmap`] as a grid of cells
-//! coloured by log10 of the value), and a findings table, most severe first,
+//! coloured by log10 of the value, [`ChartKind::Scatter`] as points coloured by series with a
+//! legend), and a findings table, most severe first,
 //! capped at [`MAX_TABLE_ROWS`] rows (the JSON report has them all).
 use super::text::visible;
 use crate::{Chart, ChartKind, CheckInfo, Finding, Report, Severity, Verdict};
@@ -28,6 +29,12 @@ const MAX_BINS: usize = 400;
 /// Heatmap rows and columns drawn before the rest are summarised in a note.
 const MAX_HEAT_ROWS: usize = 160;
 const MAX_HEAT_COLS: usize = 48;
+/// Points drawn per scatter chart; larger charts are thinned to an even stride (noted).
+const MAX_POINTS: usize = 4_000;
+/// Series colours of scatter charts (the last is reused past the end).
+const SERIES_COLORS: [&str; 8] = [
+    "#4f46e5", "#dc2626", "#059669", "#d97706", "#0891b2", "#9333ea", "#64748b", "#be185d",
+];
 /// Heatmap colour scale bounds (decades): the scale spans the data's decades within these.
 const HEAT_LOG_FLOOR: i32 = -12;
 const HEAT_LOG_CEIL: i32 = 3;
@@ -330,6 +337,11 @@ fn generic_chart(out: &mut String, chart: &Chart) {
         out.push_str("</section>\n");
         return;
     }
+    if let ChartKind::Scatter { x, y } = &chart.kind {
+        scatter_svg(out, chart, x, y);
+        out.push_str("</section>\n");
+        return;
+    }
     let n = chart.labels.len().min(chart.values.len());
     if n == 0 {
         out.push_str("<p class=\"empty\">No data.</p>\n</section>\n");
@@ -351,7 +363,7 @@ fn generic_chart(out: &mut String, chart: &Chart) {
             hbar_svg(out, &chart.id, &bars, &chart.unit);
         }
         ChartKind::Histogram => histogram_svg(out, chart, n),
-        ChartKind::Heatmap { .. } => {}
+        ChartKind::Heatmap { .. } | ChartKind::Scatter { .. } => {}
     }
     if chart.labels.len() != chart.values.len() {
         let _ = writeln!(
@@ -691,6 +703,139 @@ fn heatmap_svg(out: &mut String, chart: &Chart, columns: &[String]) {
         let _ = writeln!(
             out,
             "<p class=\"note\">Showing the first {rs} of {rows} rows and {cs} of {cols} columns.</p>"
+        );
+    }
+}
+
+/// Points coloured by series, with axes, captions and a legend (series in first-seen order).
+fn scatter_svg(out: &mut String, chart: &Chart, x_cap: &str, y_cap: &str) {
+    const W: f64 = 1000.0;
+    const H: f64 = 460.0;
+    const LEFT: f64 = 70.0;
+    const RIGHT: f64 = 24.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 48.0;
+    let n = chart.labels.len();
+    if n == 0 || chart.values.len() != 2 * n {
+        let _ = writeln!(
+            out,
+            "<p class=\"empty\">No data (or {} values for {n} points).</p>",
+            chart.values.len()
+        );
+        return;
+    }
+    let points: Vec<(usize, f64, f64)> = (0..n)
+        .map(|i| (i, chart.values[2 * i], chart.values[2 * i + 1]))
+        .filter(|(_, x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    if points.is_empty() {
+        out.push_str("<p class=\"empty\">No finite points.</p>\n");
+        return;
+    }
+    let stride = points.len().div_ceil(MAX_POINTS).max(1);
+    let mut series: Vec<&str> = Vec::new();
+    for (i, _, _) in &points {
+        if !series.contains(&chart.labels[*i].as_str()) {
+            series.push(&chart.labels[*i]);
+        }
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (_, x, y) in &points {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(*y);
+        y1 = y1.max(*y);
+    }
+    let pad = |lo: f64, hi: f64| {
+        let d = if hi > lo { (hi - lo) * 0.05 } else { 1.0 };
+        (lo - d, hi + d)
+    };
+    let (x0, x1) = pad(x0, x1);
+    let (y0, y1) = pad(y0, y1);
+    let legend_h = 22.0 * series.len().min(SERIES_COLORS.len() * 4) as f64;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let total_h = H + legend_h;
+    let sx = |x: f64| LEFT + plot_w * (x - x0) / (x1 - x0);
+    let sy = |y: f64| TOP + plot_h - plot_h * (y - y0) / (y1 - y0);
+    let _ = writeln!(
+        out,
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"{}\" data-chart=\"{}\">",
+        px(total_h),
+        esc(&format!("scatter plot, {} points in {} series", points.len(), series.len())),
+        esc(&chart.id)
+    );
+    let _ = writeln!(
+        out,
+        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{}\" height=\"{}\" fill=\"none\" class=\"axis\" style=\"stroke:var(--line)\"/>",
+        px(plot_w),
+        px(plot_h)
+    );
+    for (v, anchor_x, anchor_y, horizontal) in [
+        (x0, LEFT, TOP + plot_h + 16.0, true),
+        (x1, W - RIGHT, TOP + plot_h + 16.0, true),
+        (y0, LEFT - 8.0, TOP + plot_h, false),
+        (y1, LEFT - 8.0, TOP + 10.0, false),
+    ] {
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"{}\">{}</text>",
+            px(anchor_x),
+            px(anchor_y),
+            if horizontal { "middle" } else { "end" },
+            esc(&fmt_num(v))
+        );
+    }
+    for (k, (i, x, y)) in points.iter().enumerate() {
+        if k % stride != 0 {
+            continue;
+        }
+        let s = series
+            .iter()
+            .position(|s| *s == chart.labels[*i])
+            .unwrap_or(0);
+        let color = SERIES_COLORS[s.min(SERIES_COLORS.len() - 1)];
+        let _ = writeln!(
+            out,
+            "<circle cx=\"{}\" cy=\"{}\" r=\"3\" style=\"fill:{color};fill-opacity:0.65\"><title>{}</title></circle>",
+            px(sx(*x)),
+            px(sy(*y)),
+            esc(&format!("{}: ({}, {})", chart.labels[*i], fmt_num(*x), fmt_num(*y)))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<text class=\"cap\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
+         <text class=\"cap\" transform=\"translate(16 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+        px(LEFT + plot_w / 2.0),
+        px(H - 10.0),
+        esc(x_cap),
+        px(TOP + plot_h / 2.0),
+        esc(y_cap)
+    );
+    for (k, s) in series.iter().take(SERIES_COLORS.len() * 4).enumerate() {
+        let ly = H + 22.0 * k as f64;
+        let count = points
+            .iter()
+            .filter(|(i, _, _)| chart.labels[*i] == *s)
+            .count();
+        let _ = writeln!(
+            out,
+            "<circle cx=\"{}\" cy=\"{}\" r=\"5\" style=\"fill:{}\"/><text x=\"{}\" y=\"{}\">{} ({count})</text>",
+            px(LEFT + 6.0),
+            px(ly),
+            SERIES_COLORS[k.min(SERIES_COLORS.len() - 1)],
+            px(LEFT + 18.0),
+            px(ly + 4.0),
+            esc(&clip_label(s, 60))
+        );
+    }
+    out.push_str("</svg>\n");
+    if stride > 1 {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Showing every {stride}th of {} points.</p>",
+            points.len()
         );
     }
 }

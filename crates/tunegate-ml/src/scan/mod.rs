@@ -9,11 +9,14 @@
 //! - [`detectors`]: Activation Clustering, spectral signatures, Mahalanobis feature distance,
 //!   STRIP entropy, the Neural-Cleanse anomaly index and the behaviour diff of a causal LM
 //!   against its base.
+//! - [`model`]: what the model-side scans share: the model to scan (a full folder or a LoRA
+//!   adapter over its base), their inputs, and [`model::ScanOutcome`].
 //! - [`report`]: the `B###` checks and the conversion of detector results into findings and
 //!   charts.
 
 pub mod detectors;
 pub mod linalg;
+pub mod model;
 pub mod report;
 
 /// Errors of the scan statistics.
