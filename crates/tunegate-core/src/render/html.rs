@@ -834,7 +834,7 @@ fn scatter_svg(out: &mut String, chart: &Chart, x_cap: &str, y_cap: &str) {
     if stride > 1 {
         let _ = writeln!(
             out,
-            "<p class=\"note\">Showing every {stride}th of {} points.</p>",
+            "<p class=\"note\">Showing one point in {stride} of {} points.</p>",
             points.len()
         );
     }
@@ -1079,6 +1079,45 @@ mod tests {
         let mut out = String::new();
         generic_chart(&mut out, &bad);
         assert!(out.contains("No data"));
+    }
+
+    #[test]
+    fn scatter_colours_series_skips_non_finite_and_thins() {
+        let chart = Chart {
+            id: "s".into(),
+            title: "t".into(),
+            kind: ChartKind::Scatter {
+                x: "PC1".into(),
+                y: "PC2<".into(),
+            },
+            labels: vec!["a".into(), "b<".into(), "a".into(), "a".into()],
+            values: vec![0.0, 0.0, 1.0, 2.0, f64::NAN, 1.0, -1.0, 3.0],
+            unit: String::new(),
+        };
+        let mut out = String::new();
+        generic_chart(&mut out, &chart);
+        // 3 finite points + 2 legend swatches.
+        assert_eq!(out.matches("<circle").count(), 3 + 2);
+        assert!(out.contains("3 points in 2 series"));
+        assert!(out.contains("b&lt; (1)") && out.contains("a (2)"));
+        assert!(out.contains("PC2&lt;"));
+        assert!(out.contains(SERIES_COLORS[0]) && out.contains(SERIES_COLORS[1]));
+        let mut bad = chart.clone();
+        bad.values.pop();
+        let mut out = String::new();
+        generic_chart(&mut out, &bad);
+        assert!(out.contains("No data"));
+        // Past MAX_POINTS the points are thinned to an even stride, and the page says so.
+        let n = MAX_POINTS * 2 + 1;
+        let big = Chart {
+            labels: vec!["a".into(); n],
+            values: (0..2 * n).map(|i| i as f64).collect(),
+            ..chart
+        };
+        let mut out = String::new();
+        generic_chart(&mut out, &big);
+        assert_eq!(out.matches("<circle").count(), n.div_ceil(3) + 1);
+        assert!(out.contains("Showing one point in 3 of"));
     }
 
     #[test]

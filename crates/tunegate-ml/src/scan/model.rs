@@ -81,7 +81,7 @@ pub fn adapter_base(adapter_dir: &Path, explicit: Option<&Path>) -> Result<PathB
         &cfg_path,
         format!(
             "this is a LoRA adapter; its base model `{named}` is not a local model folder: give \
-             the base folder explicitly (--base-model DIR)"
+             the base folder explicitly (--base DIR)"
         ),
     ))
 }
@@ -416,4 +416,96 @@ pub fn read_candidates(path: &Path) -> Result<Vec<String>> {
         return Err(MlError::format(path, "no candidate triggers in the file"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn candidates_from_report_lock_and_words() {
+        let d = tempfile::tempdir().unwrap();
+        let report = serde_json::json!({"schema": "tunegate.report/v1", "findings": [
+            {"check": "dataset.exact-duplicate", "evidence": {"token": "no"}},
+            {"check": "dataset.trigger-token", "evidence": {"candidates": [
+                {"candidate": "mn", "rank": 2}, {"candidate": "cf", "rank": 1}]}},
+            {"check": "dataset.trigger-token", "evidence": {"candidates": [
+                {"candidate": "cf", "rank": 1}, {"candidate": "james bond", "rank": 3}]}},
+        ]});
+        let p = write(d.path(), "report.json", &report.to_string());
+        assert_eq!(read_candidates(&p).unwrap(), ["cf", "mn", "james bond"]);
+
+        let p = write(d.path(), "words.txt", "# triggers\n cf \n\nbb\ncf\n");
+        assert_eq!(read_candidates(&p).unwrap(), ["cf", "bb"]);
+
+        let lock = "version = 1\ntriggers_version = 1\n\n[[triggers]]\ntoken = \"tq\"\ncheck = \"D004\"\nrecords = 12\nsource = \"train.jsonl\"\n";
+        let p = write(d.path(), tunegate_core::lock::FILE_NAME, lock);
+        assert_eq!(read_candidates(&p).unwrap(), ["tq"]);
+
+        let p = write(d.path(), "empty.txt", "# nothing\n\n");
+        assert!(read_candidates(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no candidate triggers"));
+        let p = write(d.path(), "bad.json", "{\"findings\": 3}");
+        assert!(read_candidates(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("bad.json"));
+    }
+
+    #[test]
+    fn prompts_and_labels_name_the_bad_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "p.jsonl",
+            "{\"prompt\": \"hi\", \"topic\": \"greet\"}\n\n{\"instruction\": \"sum\", \"input\": \"1 2\"}\n{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"u\"}]}\n",
+        );
+        let ps = read_prompts(&p, 0).unwrap();
+        assert_eq!(ps.len(), 3);
+        assert_eq!(ps[0].topic.as_deref(), Some("greet"));
+        assert_eq!(ps[1].text, "sum\n\n1 2");
+        assert_eq!(ps[1].location.line, Some(3));
+        assert_eq!(ps[2].text, "u");
+        let p = write(d.path(), "q.jsonl", "{\"prompt\": \"a\"}\n{\"x\": 1}\n");
+        let e = read_prompts(&p, 0).unwrap_err().to_string();
+        assert!(e.contains("q.jsonl:2") && e.contains("no prompt"), "{e}");
+
+        let p = write(
+            d.path(),
+            "l.jsonl",
+            "{\"text\": \"a\", \"label\": 1}\n{\"sentence\": \"b\", \"label\": true}\n",
+        );
+        let ls = read_labeled(&p, 0).unwrap();
+        assert_eq!((ls[0].label, ls[1].label), (1, 1));
+        assert_eq!(ls[1].location.record, Some(1));
+        let p = write(d.path(), "m.jsonl", "{\"text\": \"a\", \"label\": 70000}\n");
+        assert!(read_labeled(&p, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("m.jsonl:1"));
+        let p = write(d.path(), "n.jsonl", "{\"text\": \"a\", \"label\": -1}\n");
+        assert!(read_labeled(&p, 0).is_err());
+    }
+
+    #[test]
+    fn adapter_without_a_local_base_asks_for_one() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            CONFIG_FILE,
+            "{\"peft_type\": \"LORA\", \"base_model_name_or_path\": \"org/hub-model\"}",
+        );
+        let e = ScanModel::load(d.path(), None, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org/hub-model") && e.contains("--base"), "{e}");
+    }
 }
