@@ -8,7 +8,8 @@
 //! `medium` or above about the clean fine-tunes; target inversion plus probing separate
 //! backdoored from clean models (AUROC ≥ 0.95), put the true trigger in the top 10 candidates
 //! (from a word list with decoys, and from the gradient or drift ranking) for ≥ 80 % of the
-//! backdoored models, and give no clean model a `high` finding.
+//! backdoored models, and give no clean model a `high` finding; the adapter ranking alone
+//! proposes the trigger of a LoRA backdoor, the drift ranking the moved rows of a full one.
 use std::path::{Path, PathBuf};
 use std::sync::{Once, OnceLock};
 use tunegate_core::progress::NoProgress;
@@ -285,7 +286,7 @@ fn inversion_and_probing_separate_backdoored_from_clean_models() {
 }
 
 #[test]
-fn gradient_ranking_proposes_the_trigger_without_a_word_list() {
+fn the_adapter_ranking_proposes_the_trigger_without_a_word_list() {
     let z = zoo();
     let base = load(&z.base, None);
     let b = z
@@ -295,24 +296,38 @@ fn gradient_ranking_proposes_the_trigger_without_a_word_list() {
         .expect("a backdoor that took");
     let (trigger, _) = trigger_of(b);
     let m = load(&b.dir, Some(&z.base));
-    let r = probe(
-        &m,
-        Some(&base),
-        &[],
-        &prompts(),
-        &ProbeConfig::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    assert_eq!(r.ranking, "gradient");
-    let rank = r.candidates.iter().position(|c| c.text == trigger);
+    // Only the ranking's top 32 tokens (of the whole vocabulary) are re-screened.
+    let cfg = ProbeConfig {
+        ranking_pool: 32,
+        ..Default::default()
+    };
+    let r = probe(&m, Some(&base), &[], &prompts(), &cfg, &NoProgress).unwrap();
+    assert_eq!(r.ranking, "adapter");
+    let top: Vec<&str> = r.ranking_top.iter().map(|(t, _)| t.as_str()).collect();
     assert!(
-        rank.is_some_and(|k| k < 10),
-        "{trigger} not proposed: {:?}",
-        r.candidates.iter().map(|c| &c.text).collect::<Vec<_>>()
+        top.contains(&trigger),
+        "{trigger} not in the adapter's top 20: {top:?}"
     );
     assert_eq!(r.candidates[0].text, trigger);
-    assert_eq!(r.candidates[0].source, "gradient");
+    assert_eq!(r.candidates[0].source, "adapter");
+    assert_eq!(r.candidates[0].severity, Some(Severity::High));
+    // The gradient ranking (for full fine-tunes with frozen embeddings) runs on the same model;
+    // it is the weakest ranking, so only its mechanics are checked here.
+    let cfg = ProbeConfig {
+        ranking: "gradient".into(),
+        ..Default::default()
+    };
+    let g = probe(&m, Some(&base), &[], &prompts(), &cfg, &NoProgress).unwrap();
+    assert_eq!(g.ranking, "gradient");
+    assert_eq!(g.ranking_top.len(), 20);
+    assert!(g.candidates.iter().all(|c| c.source == "gradient"));
+    assert!(g.ranking_top.iter().all(|(_, v)| v.is_finite()));
+    let bad = ProbeConfig {
+        ranking: "drift".into(),
+        ..Default::default()
+    };
+    let e = probe(&m, Some(&base), &[], &prompts(), &bad, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("no embedding drift"), "{e}");
 }
 
 #[test]
@@ -391,7 +406,7 @@ fn a_full_folder_finetune_is_ranked_by_embedding_drift() {
     .unwrap();
     assert_eq!(r.ranking, "drift");
     let drifted: Vec<&str> = r
-        .drift_top
+        .ranking_top
         .iter()
         .take(2)
         .map(|(t, _)| t.as_str())

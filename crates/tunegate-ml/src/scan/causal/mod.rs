@@ -199,10 +199,15 @@ pub struct Lm<'a> {
     pub special: Vec<u32>,
     /// The longest sequence the model takes (`max_position_embeddings` / `n_positions`).
     pub max_positions: usize,
-    /// Rows per forward pass.
+    /// Rows per forward pass at most; fewer when a pass's logits would exceed
+    /// [`MAX_LOGITS`] entries.
     pub batch_size: usize,
     device: Device,
 }
+
+/// Most logits one forward pass may produce (`rows × length × vocabulary`; 64 Mi entries,
+/// 256 MiB in `f32`): batches are cut smaller for long sequences or large vocabularies.
+pub const MAX_LOGITS: usize = 64 << 20;
 
 fn json_ids(v: Option<&serde_json::Value>) -> Vec<u32> {
     match v {
@@ -331,6 +336,12 @@ impl<'a> Lm<'a> {
         self.model.forward(&b.ids, &b.mask, self.ctx)
     }
 
+    /// Consecutive ranges of rows (given their lengths) for one forward pass each: see
+    /// [`batch_ranges`].
+    pub fn batches(&self, lens: impl Iterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
+        batch_ranges(lens, self.batch_size, self.vocab)
+    }
+
     /// Log-probabilities of the next token after the last token of each row, `(rows, vocab)`,
     /// handed to `f(row index, log-probs)` batch by batch (nothing of size `rows × vocab` is
     /// kept).
@@ -339,7 +350,9 @@ impl<'a> Lm<'a> {
         rows: &[Vec<u32>],
         mut f: impl FnMut(usize, &[f32]) -> Result<()>,
     ) -> Result<()> {
-        for (c, chunk) in rows.chunks(self.batch_size).enumerate() {
+        for range in self.batches(rows.iter().map(Vec::len)) {
+            let first = range.start;
+            let chunk = &rows[range];
             let out = self.forward(chunk)?;
             let n = chunk.len();
             let last: Vec<u32> = chunk.iter().map(|r| (r.len() - 1) as u32).collect();
@@ -350,7 +363,7 @@ impl<'a> Lm<'a> {
                 .to_dtype(DType::F32)?
                 .to_vec2::<f32>()?;
             for (k, row) in lp.iter().enumerate() {
-                f(c * self.batch_size + k, row)?;
+                f(first + k, row)?;
             }
         }
         Ok(())
@@ -364,7 +377,9 @@ impl<'a> Lm<'a> {
         rows: &[(Vec<u32>, usize, usize)],
         mut f: impl FnMut(usize, Vec<f32>) -> Result<()>,
     ) -> Result<()> {
-        for (c, chunk) in rows.chunks(self.batch_size).enumerate() {
+        for range in self.batches(rows.iter().map(|r| r.0.len())) {
+            let first = range.start;
+            let chunk = &rows[range];
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|r| r.0.clone()).collect();
             let out = self.forward(&seqs)?;
             for (k, (seq, start, count)) in chunk.iter().enumerate() {
@@ -379,7 +394,7 @@ impl<'a> Lm<'a> {
                     .to_dtype(DType::F32)?
                     .flatten_all()?
                     .to_vec1::<f32>()?;
-                f(c * self.batch_size + k, lp)?;
+                f(first + k, lp)?;
             }
         }
         Ok(())
@@ -389,7 +404,12 @@ impl<'a> Lm<'a> {
     /// context would overflow); a row stops after an end-of-sequence token, which is kept.
     pub fn greedy(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>> {
         let mut out = vec![Vec::new(); prompts.len()];
-        for (c, chunk) in prompts.chunks(self.batch_size).enumerate() {
+        let lens = prompts
+            .iter()
+            .map(|p| (p.len() + max_new).min(self.max_positions));
+        for range in self.batches(lens) {
+            let first = range.start;
+            let chunk = &prompts[range];
             let mut rows: Vec<Vec<u32>> = chunk.to_vec();
             let mut active: Vec<usize> = (0..chunk.len())
                 .filter(|&i| !rows[i].is_empty() && rows[i].len() < self.max_positions)
@@ -408,7 +428,7 @@ impl<'a> Lm<'a> {
                 let mut still = Vec::with_capacity(active.len());
                 for (k, &i) in active.iter().enumerate() {
                     rows[i].push(next[k]);
-                    out[c * self.batch_size + i].push(next[k]);
+                    out[first + i].push(next[k]);
                     if !self.eos.contains(&next[k]) {
                         still.push(i);
                     }
@@ -426,6 +446,34 @@ impl<'a> Lm<'a> {
             _ => ids,
         }
     }
+}
+
+/// Consecutive ranges of rows of lengths `lens`, each at most `batch_size` rows and at most
+/// [`MAX_LOGITS`] logits (`rows × longest length × vocab`; a single row always forms a batch).
+pub fn batch_ranges(
+    lens: impl Iterator<Item = usize>,
+    batch_size: usize,
+    vocab: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut i, mut longest) = (0usize, 0usize, 0usize);
+    for len in lens {
+        let l = longest.max(len);
+        let full = i - start >= batch_size.max(1)
+            || (i - start + 1).saturating_mul(l).saturating_mul(vocab) > MAX_LOGITS;
+        if i > start && full {
+            out.push(start..i);
+            start = i;
+            longest = len;
+        } else {
+            longest = l;
+        }
+        i += 1;
+    }
+    if i > start {
+        out.push(start..i);
+    }
+    out
 }
 
 /// Index of the largest value (the first on ties).
@@ -517,6 +565,16 @@ mod tests {
         assert!((ch - 0.75).abs() < 1e-12);
         assert_eq!(spread(&[1, 2, 3, 4], 2), vec![1, 3]);
         assert_eq!(truncate("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn batches_respect_rows_and_logits() {
+        let r = batch_ranges([3, 3, 3, 3, 3].into_iter(), 2, 10);
+        assert_eq!(r, vec![0..2, 2..4, 4..5]);
+        // 2 rows of 1 Mi tokens over a vocabulary of 40 exceed the logit budget: one per pass.
+        let r = batch_ranges([1 << 20, 1 << 20].into_iter(), 8, 40);
+        assert_eq!(r, vec![0..1, 1..2]);
+        assert!(batch_ranges(std::iter::empty(), 4, 10).is_empty());
     }
 
     #[test]

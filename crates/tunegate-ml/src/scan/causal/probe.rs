@@ -6,12 +6,18 @@
 //!
 //! - **embedding drift**: when the fine-tune's embedding matrix differs from the base's (a full
 //!   fine-tune), the rows that moved most;
-//! - **first-order gradient ranking** otherwise (a LoRA adapter leaves the embeddings alone): a
+//! - **adapter response** for a LoRA adapter (which leaves the embeddings alone): how strongly
+//!   the adapter's first-layer factors re-project each token's embedding (`‖B A x_t‖`); a LoRA
+//!   update is a sum of gradient outer products with its inputs, so a trigger the fine-tune
+//!   learned to read dominates it;
+//! - **first-order gradient ranking** otherwise (a full fine-tune with frozen embeddings): a
 //!   slot is inserted into each prompt at the mean embedding, and the gradient of "the fine-tune
 //!   stops giving its own answer" (`−log p_ft(answer)`, minus the same for the base when given)
-//!   with respect to the slot ranks every token `t` by `(e_t − ē) · g`, HotFlip-style.
+//!   with respect to the slot ranks every token `t` by `(e_t − ē) · g`, HotFlip-style. This
+//!   linearisation is the weakest of the three: a trigger the model reads through attention is
+//!   far from linear in its embedding.
 //!
-//! The top `ranking_pool` tokens of either ranking are re-screened exactly (teacher-forced, one
+//! The top `ranking_pool` tokens of the ranking are re-screened exactly (teacher-forced, one
 //! forward pass each: how far the first answer token's distribution moves when the token is
 //! inserted, for the fine-tune minus for the base), and the best `ranked_candidates` join the
 //! list. Each candidate is then inserted into `prompts` distinct benign prompts (one seeded
@@ -51,6 +57,10 @@ pub struct ProbeConfig {
     pub ranked_candidates: usize,
     /// Top tokens of the ranking re-screened exactly before choosing [256].
     pub ranking_pool: usize,
+    /// How tokens are ranked: `auto` (drift when the embeddings moved, else the adapter
+    /// response for a LoRA adapter, else the gradient), or one of `drift`, `adapter`,
+    /// `gradient` [auto].
+    pub ranking: String,
     /// Prompts of the ranking and the re-screen [8].
     pub screen_prompts: usize,
     /// Candidates longer than this many tokens are skipped [16].
@@ -77,6 +87,7 @@ impl Default for ProbeConfig {
             max_candidates: 64,
             ranked_candidates: 12,
             ranking_pool: 256,
+            ranking: "auto".into(),
             screen_prompts: 8,
             max_candidate_tokens: 16,
             high_change: 0.5,
@@ -94,7 +105,7 @@ impl Default for ProbeConfig {
 pub struct ProbeCandidate {
     /// The inserted text.
     pub text: String,
-    /// Where it came from: `list`, `drift` or `gradient`.
+    /// Where it came from: `list`, `drift`, `adapter` or `gradient`.
     pub source: String,
     /// Its re-screen score (ranked candidates only).
     pub screen: Option<f64>,
@@ -121,10 +132,11 @@ pub struct ProbeCandidate {
 pub struct ProbeResult {
     /// Candidates, best score first.
     pub candidates: Vec<ProbeCandidate>,
-    /// `drift`, `gradient` or `none`: how candidates were proposed from the model.
+    /// `drift`, `adapter`, `gradient` or `none`: how candidates were proposed from the model.
     pub ranking: String,
-    /// The rows that moved most (drift ranking only), with their drift.
-    pub drift_top: Vec<(String, f64)>,
+    /// The top 20 tokens of that ranking, with their ranking scores (drift: the rows that
+    /// moved most; adapter: the tokens the adapter's first layer responds to most).
+    pub ranking_top: Vec<(String, f64)>,
     /// Candidates skipped (too many tokens, or beyond `max_candidates`).
     pub skipped: usize,
     /// Prompts probed.
@@ -214,7 +226,7 @@ pub fn probe(
 
     // Candidates from the model.
     let mut ranking = "none".to_string();
-    let mut drift_top = Vec::new();
+    let mut ranking_top: Vec<(String, f64)> = Vec::new();
     let mut ranked: Vec<(String, String, f64)> = Vec::new();
     if cfg.ranked_candidates > 0 {
         let picked = spread(
@@ -222,36 +234,56 @@ pub fn probe(
             cfg.screen_prompts.max(1),
         );
         let screen_slots: Vec<&Slot> = picked.iter().map(|&i| &slots[i]).collect();
-        let pool: Vec<u32>;
-        let drift = match &lb {
-            Some(lb) => embedding_drift(&lm, lb)?,
-            None => None,
-        };
-        match drift {
-            Some(d) => {
-                ranking = "drift".into();
-                let mut order: Vec<u32> = (0..lm.vocab as u32)
-                    .filter(|&t| !lm.is_special(t))
-                    .collect();
-                order.sort_by(|&a, &b| d[b as usize].total_cmp(&d[a as usize]));
-                drift_top = order
-                    .iter()
-                    .take(10)
-                    .map(|&t| (lm.tok.token(t), d[t as usize]))
-                    .collect();
-                pool = order.into_iter().take(cfg.ranking_pool.max(1)).collect();
-            }
-            None => {
-                ranking = "gradient".into();
-                let clean_by_slot: Vec<&Vec<u32>> = picked.iter().map(|&i| &clean_ft[i]).collect();
-                let g = gradient_scores(&lm, lb.as_ref(), &screen_slots, &clean_by_slot)?;
-                let mut order: Vec<u32> = (0..lm.vocab as u32)
-                    .filter(|&t| !lm.is_special(t))
-                    .collect();
-                order.sort_by(|&a, &b| g[b as usize].total_cmp(&g[a as usize]));
-                pool = order.into_iter().take(cfg.ranking_pool.max(1)).collect();
-            }
+        let want = cfg.ranking.as_str();
+        if !["auto", "drift", "adapter", "gradient"].contains(&want) {
+            return Err(MlError::Config(format!(
+                "probe: ranking `{want}` is not auto, drift, adapter or gradient"
+            )));
         }
+        let drift = match (&lb, want) {
+            (Some(lb), "auto" | "drift") => embedding_drift(&lm, lb)?,
+            _ => None,
+        };
+        let adapter = match (&drift, want) {
+            (None, "auto" | "adapter") => adapter_response(&lm)?,
+            _ => None,
+        };
+        let scores = match (drift, adapter) {
+            (Some(d), _) => {
+                ranking = "drift".into();
+                d
+            }
+            (None, Some(r)) => {
+                ranking = "adapter".into();
+                r
+            }
+            (None, None) if want == "drift" => {
+                return Err(MlError::Config(
+                    "probe: no embedding drift to rank by (no base given, or the embeddings did not move)".into(),
+                ))
+            }
+            (None, None) if want == "adapter" => {
+                return Err(MlError::Config(
+                    "probe: the model is not a LoRA adapter with first-layer factors".into(),
+                ))
+            }
+            (None, None) => {
+                ranking = "gradient".into();
+                let clean_by_slot: Vec<&Vec<u32>> =
+                    picked.iter().map(|&i| &clean_ft[i]).collect();
+                gradient_scores(&lm, lb.as_ref(), &screen_slots, &clean_by_slot)?
+            }
+        };
+        let mut order: Vec<u32> = (0..lm.vocab as u32)
+            .filter(|&t| !lm.is_special(t))
+            .collect();
+        order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]));
+        ranking_top = order
+            .iter()
+            .take(20)
+            .map(|&t| (lm.tok.token(t), scores[t as usize]))
+            .collect();
+        let pool: Vec<u32> = order.into_iter().take(cfg.ranking_pool.max(1)).collect();
         let sc = rescreen(&lm, lb.as_ref(), &screen_slots, &pool, progress)?;
         let mut order: Vec<usize> = (0..pool.len()).collect();
         order.sort_by(|&a, &b| sc[b].total_cmp(&sc[a]));
@@ -380,7 +412,7 @@ pub fn probe(
     Ok(ProbeResult {
         candidates: out,
         ranking,
-        drift_top,
+        ranking_top,
         skipped,
         prompts: n,
         model_score,
@@ -410,6 +442,49 @@ fn embedding_drift(lm: &Lm<'_>, lb: &Lm<'_>) -> Result<Option<Vec<f64>>> {
     let d: Vec<f64> = d.into_iter().map(f64::from).collect();
     let max = d.iter().copied().fold(0.0, f64::max);
     Ok((max > 1e-6 * mean_norm.max(1e-12)).then_some(d))
+}
+
+/// How strongly a LoRA adapter re-projects each token where the model first reads it: for every
+/// adapted module of the first layer that reads the residual stream (input size = hidden size),
+/// `‖scale · B A x_t‖` with `x_t` the token's embedding scaled to unit RMS, summed over the
+/// modules. A LoRA update is a sum of gradient outer products with the module's inputs, so the
+/// inputs most involved in what the fine-tune learned (a trigger) dominate it. `None` for a
+/// model without such adapted modules.
+fn adapter_response(lm: &Lm<'_>) -> Result<Option<Vec<f64>>> {
+    let first_index =
+        |name: &str| -> Option<usize> { name.split('.').find_map(|p| p.parse::<usize>().ok()) };
+    let h = lm.model.hidden_size();
+    let layer = lm.ctx.lora.keys().filter_map(|n| first_index(n)).min();
+    let Some(layer) = layer else {
+        return Ok(None);
+    };
+    let mods: Vec<&crate::runtime::LoraFactors> = lm
+        .ctx
+        .lora
+        .iter()
+        .filter(|(n, f)| {
+            first_index(n) == Some(layer) && f.a.rank() == 2 && f.a.dim(1).ok() == Some(h)
+        })
+        .map(|(_, f)| f)
+        .collect();
+    if mods.is_empty() {
+        return Ok(None);
+    }
+    let e = lm.model.embedding_matrix().to_dtype(DType::F32)?;
+    let rms = (e.sqr()?.mean_keepdim(1)? + 1e-6)?.sqrt()?;
+    let x = e.broadcast_div(&rms)?;
+    let mut total = vec![0f64; lm.vocab.min(e.dim(0)?)];
+    for f in mods {
+        let xa = x.matmul(&f.a.to_dtype(DType::F32)?.t()?)?;
+        let b = f.b.to_dtype(DType::F32)?;
+        let gram = b.t()?.matmul(&b)?;
+        let sq = (xa.matmul(&gram)? * &xa)?.sum(1)?.to_vec1::<f32>()?;
+        for (t, v) in total.iter_mut().zip(sq) {
+            *t += f.scale * f64::from(v.max(0.0)).sqrt();
+        }
+    }
+    total.resize(lm.vocab, 0.0);
+    Ok(Some(total))
 }
 
 /// First-order scores `(e_t − ē) · g` of every token, `g` the gradient at a slot set to the
@@ -576,13 +651,13 @@ impl ProbeResult {
                 .evidence(serde_json::to_value(c).unwrap_or_default()),
             );
         }
-        if !self.drift_top.is_empty() {
+        if self.ranking == "drift" {
             out.findings.push(
                 Finding::new(
                     &EMBEDDING_DRIFT,
                     format!(
                         "embedding rows that moved most against the base: {}",
-                        self.drift_top
+                        self.ranking_top
                             .iter()
                             .take(5)
                             .map(|(t, d)| format!("{t:?} ({d:.3})"))
@@ -591,7 +666,7 @@ impl ProbeResult {
                     ),
                     loc.clone(),
                 )
-                .evidence(json!({"rows": self.drift_top})),
+                .evidence(json!({"rows": self.ranking_top})),
             );
         }
         out.findings.push(
