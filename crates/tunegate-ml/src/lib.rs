@@ -9,9 +9,11 @@
 //!   spectral signatures, Mahalanobis distance, STRIP, anomaly index, behaviour diff) and their
 //!   `B###` checks.
 //! - [`train`]: LoRA fine-tuning (PEFT-compatible adapters), DP-SGD and `train.toml`.
+//! - [`zoo`]: tiny clean and poisoned models trained with [`train`], for the scans' proofs.
 #![deny(missing_docs)]
 
 pub mod dp;
 pub mod runtime;
 pub mod scan;
 pub mod train;
+pub mod zoo;

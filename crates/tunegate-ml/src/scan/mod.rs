@@ -13,11 +13,17 @@
 //!   adapter over its base), their inputs, and [`model::ScanOutcome`].
 //! - [`report`]: the `B###` checks and the conversion of detector results into findings and
 //!   charts.
+//! - [`causal`]: the scans of causal LMs (behaviour diff, target inversion, trigger probing;
+//!   `B030`–`B049`).
+//! - [`safety`]: safety regression of a fine-tune against its base on JSONL suites
+//!   (`B050`–`B059`).
 
+pub mod causal;
 pub mod detectors;
 pub mod linalg;
 pub mod model;
 pub mod report;
+pub mod safety;
 
 /// Errors of the scan statistics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
