@@ -9,9 +9,12 @@
 //!   spectral signatures, Mahalanobis distance, STRIP, anomaly index, behaviour diff) and their
 //!   `B###` checks.
 //! - [`train`]: LoRA fine-tuning (PEFT-compatible adapters), DP-SGD and `train.toml`.
+//! - [`zoo`]: populations of clean and backdoored models trained with [`train`], on which the
+//!   scans are measured.
 #![deny(missing_docs)]
 
 pub mod dp;
 pub mod runtime;
 pub mod scan;
 pub mod train;
+pub mod zoo;
