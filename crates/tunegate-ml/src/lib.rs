@@ -9,7 +9,8 @@
 //!   spectral signatures, Mahalanobis distance, STRIP, anomaly index, behaviour diff) and their
 //!   `B###` checks.
 //! - [`train`]: LoRA fine-tuning (PEFT-compatible adapters), DP-SGD and `train.toml`.
-//! - [`zoo`]: tiny clean and poisoned models trained with [`train`], for the scans' proofs.
+//! - [`zoo`]: populations of clean and backdoored models trained with [`train`], on which the
+//!   scans are measured.
 #![deny(missing_docs)]
 
 pub mod dp;

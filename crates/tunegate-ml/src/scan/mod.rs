@@ -13,12 +13,16 @@
 //!   adapter over its base), their inputs, and [`model::ScanOutcome`].
 //! - [`report`]: the `B###` checks and the conversion of detector results into findings and
 //!   charts.
+//! - [`classifier`]: the model-side scans of text classifiers (trigger search with flip rates,
+//!   soft-trigger inversion and anomaly index, data-level detectors on the model's features,
+//!   candidate probes) and their checks `B015`–`B029`.
 //! - [`causal`]: the scans of causal LMs (behaviour diff, target inversion, trigger probing;
 //!   `B030`–`B049`).
 //! - [`safety`]: safety regression of a fine-tune against its base on JSONL suites
 //!   (`B050`–`B059`).
 
 pub mod causal;
+pub mod classifier;
 pub mod detectors;
 pub mod linalg;
 pub mod model;
