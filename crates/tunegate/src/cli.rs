@@ -92,6 +92,10 @@ enum Command {
     /// LoRA fine-tuning (classifier or SFT, optionally DP-SGD) from train.toml, as an attested
     /// run: the adapter in PEFT's layout, signed with --key, with SLSA provenance.
     Train(crate::train_cmd::TrainArgs),
+    /// Pre-deployment scans of a fine-tune (full folder or LoRA adapter): backdoors, behaviour
+    /// diff against the base, trigger probes, safety regression (B### checks).
+    #[command(subcommand)]
+    Scan(crate::scan_cmd::ScanCmd),
 }
 
 #[derive(Subcommand)]
@@ -289,6 +293,7 @@ pub fn run() -> Result<u8> {
         Command::Monitor { args } => crate::monitor_cmd::run(&args),
         Command::Dp(c) => crate::dp_cmd::run(&c),
         Command::Train(a) => crate::train_cmd::run(&a),
+        Command::Scan(c) => crate::scan_cmd::run(c),
         Command::Registry(c) => crate::registry_cmd::run(c),
         Command::Keygen(a) => crate::sign_cmd::keygen(&a),
         Command::Sign(a) => crate::sign_cmd::sign(&a),

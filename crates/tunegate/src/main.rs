@@ -12,6 +12,7 @@ mod monitor_cmd;
 mod output;
 mod registry_cmd;
 mod run_cmd;
+mod scan_cmd;
 mod sign_cmd;
 mod train_cmd;
 

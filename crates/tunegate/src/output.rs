@@ -42,7 +42,7 @@ pub fn all_checks() -> Vec<CheckInfo> {
     v.extend_from_slice(crate::sign_cmd::CHECKS);
     v.extend_from_slice(crate::monitor_cmd::CHECKS);
     v.extend_from_slice(crate::registry_cmd::CHECKS);
-    v.extend_from_slice(tunegate_ml::scan::report::CHECKS);
+    v.extend(crate::scan_cmd::checks());
     v.sort_by_key(|c| c.id);
     v
 }
