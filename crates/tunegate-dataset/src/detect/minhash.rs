@@ -82,8 +82,11 @@ use std::collections::HashMap;
 
 use tunegate_core::{Chart, ChartKind, Finding};
 
+mod joint;
 mod lsh;
 mod sketch;
+
+pub(crate) use joint::{sketches, Sketches, ViewSketch};
 
 pub use lsh::{cluster, Clusters, LshParams, LshStats};
 pub use sketch::{
@@ -117,12 +120,17 @@ pub fn detect(ctx: &Ctx) -> Output {
     }
     let threshold = clamp_threshold(ctx.opts.near_dup_threshold);
 
-    // Exact groups: unit = lowest record index of each whole-record hash.
-    let (reps, unit_of) = exact_units(n, |i| Some(corpus.record_hash[i]));
-
-    let clusters = cluster(reps.len(), LshParams::for_threshold(threshold), |u, buf| {
-        shingle_record(ctx, reps[u] as usize, buf)
-    });
+    // Exact groups: unit = lowest record index of each whole-record hash. The scan clusters
+    // both views beforehand ([`Ctx::prepare_near_duplicates`]); called on its own, the detector
+    // clusters its view here.
+    let Clustered {
+        reps,
+        unit_of,
+        clusters,
+    } = match ctx.take_record_view() {
+        Some(v) => v,
+        None => cluster_view(ctx, View::Record, None).unwrap_or_default(),
+    };
 
     // Expand unit clusters to records.
     let groups = clusters.groups();
@@ -301,17 +309,74 @@ pub struct ResponseCluster {
 /// ordered by representative; deterministic. Records without a response (text/label data) are
 /// never clustered.
 pub fn response_clusters(ctx: &Ctx) -> Vec<ResponseCluster> {
+    response_clusters_of(cluster_view(ctx, View::Response, None))
+}
+
+/// One view clustered: its units ([`exact_units`]) and their clusters.
+#[derive(Debug, Default)]
+pub(crate) struct Clustered {
+    reps: Vec<u32>,
+    unit_of: Vec<u32>,
+    clusters: Clusters,
+}
+
+/// Clusters `view`, from the band hashes in `sketch` when given (see [`sketches`]) or else
+/// computing its units and band hashes. `None` for the response view when no record has a
+/// response.
+pub(crate) fn cluster_view(ctx: &Ctx, view: View, sketch: Option<ViewSketch>) -> Option<Clustered> {
     let c = ctx.corpus;
     let n = c.len().min(ctx.ds.records.len());
-    let has = |i: usize| c.response.present[i] && !c.response.tokens.of(i).is_empty();
-    if !(0..n).any(has) {
-        return Vec::new();
-    }
     let threshold = clamp_threshold(ctx.opts.near_dup_threshold);
-    let (reps, unit_of) = exact_units(n, |i| has(i).then(|| c.response.hash[i]));
-    let clusters = cluster(reps.len(), LshParams::for_threshold(threshold), |u, buf| {
-        shingle_tokens(ctx, &[c.response.tokens.of(reps[u] as usize)], buf)
-    });
+    let shingle = |reps: &[u32], u: usize, buf: &mut Vec<u64>| {
+        let i = reps[u] as usize;
+        match view {
+            View::Record => shingle_record(ctx, i, buf),
+            View::Response => shingle_tokens(ctx, &[c.response.tokens.of(i)], buf),
+        }
+    };
+    let (reps, unit_of, clusters) = match sketch {
+        Some(ViewSketch {
+            reps,
+            unit_of,
+            bands,
+        }) => {
+            let clusters = lsh::cluster_banded(bands, threshold, |u, buf| shingle(&reps, u, buf));
+            (reps, unit_of, clusters)
+        }
+        None => {
+            let (reps, unit_of) = match view {
+                View::Record => exact_units(n, |i| Some(c.record_hash[i])),
+                View::Response => {
+                    let has = |i: usize| joint::has_response(ctx, i);
+                    if !(0..n).any(has) {
+                        return None;
+                    }
+                    exact_units(n, |i| has(i).then(|| c.response.hash[i]))
+                }
+            };
+            let clusters = cluster(reps.len(), LshParams::for_threshold(threshold), |u, buf| {
+                shingle(&reps, u, buf)
+            });
+            (reps, unit_of, clusters)
+        }
+    };
+    Some(Clustered {
+        reps,
+        unit_of,
+        clusters,
+    })
+}
+
+/// The response clusters of the clustered response view (none without one).
+pub(crate) fn response_clusters_of(view: Option<Clustered>) -> Vec<ResponseCluster> {
+    let Some(Clustered {
+        reps,
+        unit_of,
+        clusters,
+    }) = view
+    else {
+        return Vec::new();
+    };
     let groups = clusters.groups();
     let mut group_of_unit = vec![u32::MAX; reps.len()];
     for (g, units) in groups.iter().enumerate() {
@@ -400,9 +465,18 @@ fn response_findings(
     }
 }
 
+/// The two views a scan clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// Whole records (prompt + response tokens).
+    Record,
+    /// Responses alone.
+    Response,
+}
+
 /// The verification threshold: NaN falls back to the default 0.8, others are clamped to
 /// `[0.01, 1]` (a zero threshold would make every candidate a duplicate).
-fn clamp_threshold(t: f64) -> f64 {
+pub(crate) fn clamp_threshold(t: f64) -> f64 {
     if t.is_nan() {
         0.8
     } else {

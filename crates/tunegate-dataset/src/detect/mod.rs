@@ -46,6 +46,9 @@ pub struct Ctx<'a> {
     /// Response-side near-duplicate clusters, computed once by whichever detector needs them
     /// first (near-duplicates reports them, triggers uses them as output families).
     response_clusters: std::sync::OnceLock<std::sync::Arc<Vec<minhash::ResponseCluster>>>,
+    /// The record view's clusters from [`Ctx::prepare_near_duplicates`], taken by the
+    /// near-duplicate detector.
+    record_view: std::sync::Mutex<Option<minhash::Clustered>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -56,7 +59,38 @@ impl<'a> Ctx<'a> {
             corpus,
             opts,
             response_clusters: std::sync::OnceLock::new(),
+            record_view: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Clusters both near-duplicate views ahead of the detectors: the record-view and
+    /// response-view band hashes are computed in one parallel pass over shared shingles
+    /// ([`minhash::sketches`]), then the two views are clustered side by side (each band loop
+    /// is mostly sequential, so two of them keep two cores busy) and their band hashes freed
+    /// before the other detectors allocate. Without it, [`Ctx::response_clusters`] and the
+    /// near-duplicate detector each compute their own view.
+    pub fn prepare_near_duplicates(&self) {
+        let threshold = minhash::clamp_threshold(self.opts.near_dup_threshold);
+        let minhash::Sketches { record, response } = minhash::sketches(self, threshold);
+        let (responses, records) = rayon::join(
+            || {
+                let view =
+                    response.map(|s| minhash::cluster_view(self, minhash::View::Response, Some(s)));
+                minhash::response_clusters_of(view.flatten())
+            },
+            || minhash::cluster_view(self, minhash::View::Record, Some(record)),
+        );
+        // Only the first computation counts (a caller may have asked for the clusters before).
+        let _ = self.response_clusters.set(std::sync::Arc::new(responses));
+        *self.record_view.lock().unwrap_or_else(|e| e.into_inner()) = records;
+    }
+
+    /// Takes the record view clustered by [`Ctx::prepare_near_duplicates`], if any is left.
+    pub(crate) fn take_record_view(&self) -> Option<minhash::Clustered> {
+        self.record_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The response-side near-duplicate clusters (computed on first use).

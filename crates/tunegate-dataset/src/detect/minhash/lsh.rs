@@ -198,27 +198,62 @@ where
     cluster_with(n, params, shingles, ITEM_BITS_PACKED)
 }
 
-/// [`cluster`] with packed sort keys up to `2^packed_bits` items (tests force the tuple path).
-fn cluster_with<F>(n: usize, params: LshParams, shingles: F, packed_bits: u32) -> Clusters
+/// The band hashes of `n` items (step 1 of [`cluster`]), kept apart from the clustering so that
+/// callers can compute several views' signatures in one pass over shared shingles.
+///
+/// Invariant: `hashes` holds `banding.bands` hashes per item, row by row (`n × bands`);
+/// `shingled[i]` is false for an item without shingles, whose row is all zero and which is
+/// never clustered.
+#[derive(Debug, Clone)]
+pub(crate) struct BandMatrix {
+    pub(crate) banding: Banding,
+    pub(crate) hashes: Vec<u64>,
+    pub(crate) shingled: Vec<bool>,
+    /// Wall time spent computing it (for `TUNEGATE_TIMINGS`).
+    pub(crate) elapsed: std::time::Duration,
+}
+
+impl BandMatrix {
+    /// An all-zero matrix for `n` items (nothing shingled yet).
+    pub(crate) fn zeroed(n: usize, banding: Banding) -> Self {
+        BandMatrix {
+            banding,
+            hashes: vec![0u64; n * banding.bands],
+            shingled: vec![false; n],
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Number of items.
+    pub(crate) fn len(&self) -> usize {
+        self.shingled.len()
+    }
+}
+
+/// The banding `params` asks for, with at least one band and one row.
+pub(crate) fn effective_banding(params: LshParams) -> Banding {
+    Banding {
+        bands: params.banding.bands.max(1),
+        rows: params.banding.rows.max(1),
+    }
+}
+
+/// The hasher whose signatures [`cluster`] bands.
+pub(crate) fn hasher_for(banding: Banding) -> MinHasher {
+    MinHasher::new(banding.perms(), PERM_SEED)
+}
+
+/// Step 1 of [`cluster`]: every item's band hashes, in parallel.
+fn band_matrix<F>(n: usize, banding: Banding, shingles: &F) -> BandMatrix
 where
     F: Fn(usize, &mut Vec<u64>) + Sync,
 {
-    let n = n.min(u32::MAX as usize);
-    let banding = Banding {
-        bands: params.banding.bands.max(1),
-        rows: params.banding.rows.max(1),
-    };
-    let hasher = MinHasher::new(banding.perms(), PERM_SEED);
-    let b = banding.bands;
-    let threshold = params.threshold;
-
     let t0 = std::time::Instant::now();
-    // 1. Band hashes, in parallel; only these are kept (b × 8 bytes per item).
-    let mut band_hashes = vec![0u64; n * b];
-    let mut shingled = vec![false; n];
-    band_hashes
-        .par_chunks_mut(b)
-        .zip(shingled.par_iter_mut())
+    let hasher = hasher_for(banding);
+    let mut m = BandMatrix::zeroed(n, banding);
+    m.hashes
+        .par_chunks_mut(banding.bands)
+        .zip(m.shingled.par_iter_mut())
         .enumerate()
         .for_each_init(
             || {
@@ -238,8 +273,48 @@ where
                 bands_into(sig, banding, out);
             },
         );
+    m.elapsed = t0.elapsed();
+    m
+}
 
-    let t_sig = t0.elapsed();
+/// [`cluster`] with packed sort keys up to `2^packed_bits` items (tests force the tuple path).
+fn cluster_with<F>(n: usize, params: LshParams, shingles: F, packed_bits: u32) -> Clusters
+where
+    F: Fn(usize, &mut Vec<u64>) + Sync,
+{
+    let n = n.min(u32::MAX as usize);
+    let bands = band_matrix(n, effective_banding(params), &shingles);
+    cluster_banded_with(bands, params.threshold, shingles, packed_bits)
+}
+
+/// Steps 2 and 3 of [`cluster`] over precomputed band hashes (made with [`hasher_for`] and
+/// [`bands_into`] of [`effective_banding`]); `shingles` is only called for candidates.
+pub(crate) fn cluster_banded<F>(bands: BandMatrix, threshold: f64, shingles: F) -> Clusters
+where
+    F: Fn(usize, &mut Vec<u64>) + Sync,
+{
+    cluster_banded_with(bands, threshold, shingles, ITEM_BITS_PACKED)
+}
+
+fn cluster_banded_with<F>(
+    bands: BandMatrix,
+    threshold: f64,
+    shingles: F,
+    packed_bits: u32,
+) -> Clusters
+where
+    F: Fn(usize, &mut Vec<u64>) + Sync,
+{
+    let t0 = std::time::Instant::now();
+    let n = bands.len();
+    let banding = bands.banding;
+    let b = banding.bands;
+    let t_sig = bands.elapsed;
+    let BandMatrix {
+        hashes: band_hashes,
+        shingled,
+        ..
+    } = bands;
     // Shingle sets, computed on first use by candidates only.
     let sets: Vec<OnceLock<Box<[u64]>>> = (0..n).map(|_| OnceLock::new()).collect();
     let set_of = |i: u32| -> &[u64] {
@@ -267,9 +342,11 @@ where
     let packed = item_bits <= packed_bits;
     let item_mask = (1u64 << item_bits) - 1;
     let mut keys: Vec<u64> = Vec::with_capacity(if packed { stats.shingled } else { 0 });
+    let mut sorted: Vec<u64> = Vec::with_capacity(if packed { stats.shingled } else { 0 });
     let mut tuples: Vec<(u64, u32)> = Vec::with_capacity(if packed { 0 } else { stats.shingled });
     let mut items: Vec<u32> = Vec::with_capacity(stats.shingled);
     let mut buckets: Vec<(usize, usize)> = Vec::new();
+    let mut counts: Vec<u32> = Vec::new();
 
     // 2. Band by band: sort, find runs, verify runs in parallel, merge edges in order.
     for band in 0..b {
@@ -283,9 +360,9 @@ where
                     .filter(|&i| shingled[i])
                     .map(|i| (of(i) & !item_mask) | i as u64),
             );
-            keys.par_sort_unstable();
-            items.extend(keys.iter().map(|&k| (k & item_mask) as u32));
-            runs(&keys, |k| k >> item_bits, &mut buckets);
+            radix_sort(&keys, &mut sorted, &mut counts);
+            items.extend(sorted.iter().map(|&k| (k & item_mask) as u32));
+            runs(&sorted, |k| k >> item_bits, &mut buckets);
         } else {
             tuples.clear();
             tuples.extend((0..n).filter(|&i| shingled[i]).map(|i| (of(i), i as u32)));
@@ -321,6 +398,11 @@ where
         }
         dsu.flatten();
     }
+    // The band hashes are the largest allocation here; nothing below needs them.
+    drop(band_hashes);
+    drop(keys);
+    drop(sorted);
+    drop(tuples);
 
     if std::env::var_os("TUNEGATE_TIMINGS").is_some() {
         // Diagnostics for `TUNEGATE_TIMINGS` (see `scan`): where clustering time goes.
@@ -361,6 +443,44 @@ where
         jaccard_to_rep,
         best_match: best,
         stats,
+    }
+}
+
+/// Sorts `keys` into `out`: a stable counting pass on the top bits (one bucket per ~4 keys, at
+/// most 2^16) and then a comparison sort of each bucket, which is small because the keys' top
+/// bits are uniformly distributed hash bits. The result is exactly `keys` sorted; it replaced
+/// a parallel comparison sort of the whole array per band, the largest cost of the band phase.
+fn radix_sort(keys: &[u64], out: &mut Vec<u64>, counts: &mut Vec<u32>) {
+    out.clear();
+    if keys.len() < 64 {
+        out.extend_from_slice(keys);
+        out.sort_unstable();
+        return;
+    }
+    let bits = (usize::BITS - (keys.len() / 4).leading_zeros()).clamp(1, 16);
+    let shift = 64 - bits;
+    counts.clear();
+    counts.resize((1usize << bits) + 1, 0);
+    for &k in keys {
+        counts[(k >> shift) as usize + 1] += 1;
+    }
+    for d in 1..counts.len() {
+        counts[d] += counts[d - 1];
+    }
+    out.resize(keys.len(), 0);
+    {
+        let mut next: Vec<u32> = counts[..counts.len() - 1].to_vec();
+        for &k in keys {
+            let slot = &mut next[(k >> shift) as usize];
+            out[*slot as usize] = k;
+            *slot += 1;
+        }
+    }
+    for d in 0..counts.len() - 1 {
+        let (s, e) = (counts[d] as usize, counts[d + 1] as usize);
+        if e - s > 1 {
+            out[s..e].sort_unstable();
+        }
     }
 }
 
@@ -502,6 +622,29 @@ mod tests {
         assert_eq!(c.groups(), vec![vec![3, 200]]);
         assert_eq!(c.stats.items, 202);
         assert_eq!(c.stats.shingled, 202);
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        let mut out = Vec::new();
+        let mut counts = Vec::new();
+        for n in [0usize, 1, 5, 63, 64, 65, 1000, 70_000] {
+            let keys: Vec<u64> = (0..n as u64)
+                .map(|x| {
+                    // Uniform hashes, some repeated top bits, and a few extremes.
+                    let h = xxhash_rust::xxh3::xxh3_64(&(x / 3).to_le_bytes());
+                    match x % 97 {
+                        0 => 0,
+                        1 => u64::MAX,
+                        _ => (h & !0xff) | (x & 0xff),
+                    }
+                })
+                .collect();
+            radix_sort(&keys, &mut out, &mut counts);
+            let mut want = keys.clone();
+            want.sort_unstable();
+            assert_eq!(out, want, "{n}");
+        }
     }
 
     #[test]
