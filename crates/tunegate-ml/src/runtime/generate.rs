@@ -50,7 +50,9 @@ impl GenerateOptions {
     }
 }
 
-fn ids_of(v: Option<&serde_json::Value>) -> Vec<u32> {
+/// Token ids of a config value that is one id or a list of them (`eos_token_id`); nothing for
+/// anything else.
+pub(crate) fn ids_of(v: Option<&serde_json::Value>) -> Vec<u32> {
     match v {
         Some(serde_json::Value::Number(n)) => {
             n.as_u64().map(|x| vec![x as u32]).unwrap_or_default()

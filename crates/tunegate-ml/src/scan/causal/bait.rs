@@ -22,8 +22,7 @@
 //! expectation 0.3, Q 0.85, minimum target length 4); BAIT's top-k uncertainty branching and its
 //! LLM judge are left out. The model-level score is the largest `Q_ft − Q_base` (or `Q` alone)
 //! over targets of the minimum length.
-use super::diff::same_vocabulary;
-use super::{builtin_benign_prompts, spread, truncate, Lm, EAGER_SEQUENCE, TARGET_INVERTED};
+use super::{spread, truncate, Lm, Pair, EAGER_SEQUENCE, TARGET_INVERTED};
 use crate::runtime::{MlError, Result};
 use crate::scan::model::{Prompt, ScanModel, ScanOutcome};
 use crate::scan::report::DETECTOR_SUMMARY;
@@ -266,21 +265,13 @@ pub fn bait(
             "bait: expectation_threshold must be in (0, 1)".into(),
         ));
     }
-    let lm = Lm::new(model, cfg.batch_size)?;
-    let lb = base.map(|b| Lm::new(b, cfg.batch_size)).transpose()?;
-    let builtin;
-    let prompts = if prompts.is_empty() {
-        builtin = builtin_benign_prompts();
-        &builtin[..]
-    } else {
-        prompts
-    };
-    if let Some(lb) = &lb {
-        same_vocabulary(&lm, lb, &prompts[0].text)?;
-    }
-    let limit = lm
-        .max_positions
-        .min(lb.as_ref().map_or(usize::MAX, |b| b.max_positions));
+    let Pair {
+        lm,
+        lb,
+        prompts,
+        limit,
+    } = Pair::new(model, base, prompts, cfg.batch_size)?;
+    let prompts = &prompts[..];
     let mut ids: Vec<Vec<u32>> = Vec::new();
     for p in spread(prompts, cfg.prompts.max(2) * 2) {
         let t = lm.user_ids(&p.text)?;

@@ -209,16 +209,47 @@ pub struct Lm<'a> {
 /// 256 MiB in `f32`): batches are cut smaller for long sequences or large vocabularies.
 pub const MAX_LOGITS: usize = 64 << 20;
 
-fn json_ids(v: Option<&serde_json::Value>) -> Vec<u32> {
-    match v {
-        Some(serde_json::Value::Number(n)) => {
-            n.as_u64().map(|x| vec![x as u32]).unwrap_or_default()
+/// A scanned model and its base (when given), ready for a scan that inserts into or generates
+/// after benign prompts: both wrapped, their vocabularies checked to agree, the prompts (the
+/// built-in benign set when none are given) and the longest sequence both models take.
+pub(crate) struct Pair<'a> {
+    /// The scanned model.
+    pub lm: Lm<'a>,
+    /// Its base.
+    pub lb: Option<Lm<'a>>,
+    /// The prompts to use.
+    pub prompts: std::borrow::Cow<'a, [Prompt]>,
+    /// Longest sequence, in tokens, that both models take.
+    pub limit: usize,
+}
+
+impl<'a> Pair<'a> {
+    /// Wraps `model` and `base` with `batch_size` rows per forward pass.
+    pub(crate) fn new(
+        model: &'a ScanModel,
+        base: Option<&'a ScanModel>,
+        prompts: &'a [Prompt],
+        batch_size: usize,
+    ) -> Result<Self> {
+        let lm = Lm::new(model, batch_size)?;
+        let lb = base.map(|b| Lm::new(b, batch_size)).transpose()?;
+        let prompts = if prompts.is_empty() {
+            std::borrow::Cow::Owned(builtin_benign_prompts())
+        } else {
+            std::borrow::Cow::Borrowed(prompts)
+        };
+        if let Some(lb) = &lb {
+            diff::same_vocabulary(&lm, lb, &prompts[0].text)?;
         }
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_u64().map(|x| x as u32))
-            .collect(),
-        _ => Vec::new(),
+        let limit = lm
+            .max_positions
+            .min(lb.as_ref().map_or(usize::MAX, |b| b.max_positions));
+        Ok(Pair {
+            lm,
+            lb,
+            prompts,
+            limit,
+        })
     }
 }
 
@@ -245,10 +276,12 @@ impl<'a> Lm<'a> {
             .iter()
             .find_map(|k| cfg.get(*k).and_then(|v| v.as_u64()))
             .unwrap_or(2048) as usize;
-        let mut eos = json_ids(cfg.get("eos_token_id"));
+        let mut eos = crate::runtime::generate::ids_of(cfg.get("eos_token_id"));
         let gen = dir.join("generation_config.json");
         if gen.is_file() {
-            eos.extend(json_ids(read_json(&gen)?.get("eos_token_id")));
+            eos.extend(crate::runtime::generate::ids_of(
+                read_json(&gen)?.get("eos_token_id"),
+            ));
         }
         eos.extend(eos_id(&m.tokenizer));
         eos.retain(|&e| (e as usize) < vocab);

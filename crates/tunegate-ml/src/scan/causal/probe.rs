@@ -28,8 +28,7 @@
 //! shape (B034, `high`); a change well beyond the base's is `medium` (B035). The score is
 //! `½·max(0, Δchange) + ½·max(0, Δconsistency)` (Δ: fine-tune minus base, or the fine-tune's
 //! own values without a base).
-use super::diff::same_vocabulary;
-use super::{builtin_benign_prompts, change_and_consistency, insert_words, spread, truncate};
+use super::{change_and_consistency, insert_words, spread, truncate, Pair};
 use super::{Lm, EMBEDDING_DRIFT, EVIDENCE_CHARS, TRIGGER_CONFIRMED, TRIGGER_SUSPECT};
 use crate::runtime::nn::log_softmax_last;
 use crate::runtime::{MlError, Result};
@@ -181,21 +180,13 @@ pub fn probe(
     cfg: &ProbeConfig,
     progress: &dyn Progress,
 ) -> Result<ProbeResult> {
-    let lm = Lm::new(model, cfg.batch_size)?;
-    let lb = base.map(|b| Lm::new(b, cfg.batch_size)).transpose()?;
-    let builtin;
-    let prompts = if prompts.is_empty() {
-        builtin = builtin_benign_prompts();
-        &builtin[..]
-    } else {
-        prompts
-    };
-    if let Some(lb) = &lb {
-        same_vocabulary(&lm, lb, &prompts[0].text)?;
-    }
-    let limit = lm
-        .max_positions
-        .min(lb.as_ref().map_or(usize::MAX, |b| b.max_positions));
+    let Pair {
+        lm,
+        lb,
+        prompts,
+        limit,
+    } = Pair::new(model, base, prompts, cfg.batch_size)?;
+    let prompts = &prompts[..];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7072_6f62);
     let mut slots: Vec<Slot> = Vec::new();
     for p in spread(prompts, cfg.prompts.max(2) * 2) {
