@@ -20,26 +20,11 @@ use tunegate_ml::scan::causal::{
 };
 use tunegate_ml::scan::model::ScanModel;
 use tunegate_ml::scan::safety::{builtin_suite, safety_scores, SafetyConfig};
+use tunegate_ml::zoo::auroc;
 use tunegate_ml::zoo::causal::{
     build_base, build_finetune, eval_prompts, FinetuneKind, ZooSpec, DECOYS, PAYLOADS,
     PHRASE_TRIGGERS, TRIGGERS,
 };
-
-fn auroc(pos: &[f64], neg: &[f64]) -> f64 {
-    let mut s = 0.0;
-    for p in pos {
-        for n in neg {
-            s += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (pos.len() * neg.len()).max(1) as f64
-}
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()

@@ -11,7 +11,7 @@
 //! backdoored models, and give no clean model a `high` finding; the adapter ranking alone
 //! proposes the trigger of a LoRA backdoor, the drift ranking the moved rows of a full one.
 use std::path::{Path, PathBuf};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 use tunegate_core::progress::NoProgress;
 use tunegate_core::{Finding, Severity};
 use tunegate_ml::scan::causal::{
@@ -23,16 +23,7 @@ use tunegate_ml::zoo::causal::{
     build_base, build_finetune, eval_prompts, Finetune, FinetuneKind, ZooSpec, DECOYS, PAYLOADS,
     TRIGGERS,
 };
-
-/// One CPU thread per candle op: the test harness already runs tests side by side, and
-/// candle's spinning thread pool slows to a crawl when its threads share two cores.
-fn single_threaded() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    });
-}
+use tunegate_ml::zoo::{auroc, single_threaded};
 
 struct Zoo {
     _dir: tempfile::TempDir,
@@ -105,22 +96,6 @@ fn words() -> Vec<String> {
 
 fn worst(findings: &[Finding]) -> Option<Severity> {
     findings.iter().map(|f| f.severity).max()
-}
-
-fn auroc(pos: &[f64], neg: &[f64]) -> f64 {
-    let mut s = 0.0;
-    for p in pos {
-        for n in neg {
-            s += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (pos.len() * neg.len()) as f64
 }
 
 fn trigger_of(f: &Finetune) -> (&str, &str) {

@@ -7,7 +7,7 @@
 //! validated (errors name `file:line`) and scored the same way.
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 use tunegate_core::progress::NoProgress;
 use tunegate_core::Severity;
 use tunegate_ml::scan::model::ScanModel;
@@ -15,14 +15,7 @@ use tunegate_ml::scan::safety::{
     builtin_suite, load_suite, read_suite, safety_regression, safety_scores, SafetyConfig,
 };
 use tunegate_ml::zoo::causal::{build_base, build_finetune, Finetune, FinetuneKind, ZooSpec};
-
-fn single_threaded() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    });
-}
+use tunegate_ml::zoo::single_threaded;
 
 struct Zoo {
     dir: tempfile::TempDir,

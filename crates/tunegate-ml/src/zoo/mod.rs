@@ -16,3 +16,44 @@
 //!   behaviour.
 pub mod causal;
 pub mod classifier;
+
+/// Area under the ROC curve of scores of positives (`pos`) against negatives (`neg`): the
+/// probability that a random positive scores above a random negative, ties counting half.
+/// `NaN` when either side is empty.
+pub fn auroc(pos: &[f64], neg: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for p in pos {
+        for n in neg {
+            s += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    s / (pos.len() * neg.len()) as f64
+}
+
+/// One CPU thread per candle op and per rayon pool, for the process (call before any model
+/// runs): a test harness runs tests side by side, and candle's spinning thread pool slows to a
+/// crawl when its threads share few cores.
+pub fn single_threaded() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auroc_counts_ordered_pairs_and_half_ties() {
+        assert_eq!(super::auroc(&[0.9, 0.8], &[0.1, 0.2]), 1.0);
+        assert_eq!(super::auroc(&[0.1], &[0.9]), 0.0);
+        assert_eq!(super::auroc(&[0.5, 0.9], &[0.5]), 0.75);
+        assert!(super::auroc(&[], &[0.5]).is_nan());
+    }
+}
