@@ -112,7 +112,10 @@ impl<'a> Words<'a> {
     fn word_char_at(&self, i: usize) -> (bool, usize) {
         let b = self.text.as_bytes()[i];
         if b < 0x80 {
-            (b.is_ascii_alphanumeric() || matches!(b, b'_' | b'\'' | b'|'), 1)
+            (
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'\'' | b'|'),
+                1,
+            )
         } else {
             let c = self.text[i..].chars().next().unwrap_or(' ');
             (is_word_char(c), c.len_utf8())
