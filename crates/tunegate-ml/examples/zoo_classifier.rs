@@ -168,7 +168,7 @@ fn main() {
                     c["candidate"].as_str().unwrap_or(""),
                     c["target"],
                     c["flip_rate"].as_f64().unwrap_or(0.0),
-                    c["dominance"].as_f64().unwrap_or(0.0),
+                    c["dominance"].as_f64().unwrap_or(f64::NAN),
                     c["mean_target_prob"].as_f64().unwrap_or(0.0),
                     c["natural"],
                     c["clean_count"],
@@ -180,7 +180,7 @@ fn main() {
             eprintln!("  anomaly {}", tr["anomaly_index"]);
         }
         let score = tr["model_score"].as_f64().unwrap_or(f64::NAN);
-        let phrase = tr["phrase_score"].as_f64().unwrap_or(f64::NAN);
+        let phrase = tr["single_score"].as_f64().unwrap_or(f64::NAN);
         let rank = m.spec.attack.as_ref().and_then(|att| {
             let ids = tunegate_ml::zoo::classifier::novel_trigger_ids(&sm, &att.trigger)
                 .expect("trigger ids");
@@ -234,7 +234,7 @@ fn main() {
             secs: t1.elapsed().as_secs_f64(),
         });
     }
-    println!("| model | kind | trigger | rate | ASR | CACC | score | phrase score | rank | high findings | top candidates | scan s |");
+    println!("| model | kind | trigger | rate | ASR | CACC | score | single-token score | rank | high findings | top candidates | scan s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let s = &r.model.spec;
@@ -298,7 +298,7 @@ fn main() {
     println!();
     println!("- models: {} ({} clean, {} backdoored with the attack taken, {} attacks not taken and not counted)", rows.len(), neg.len(), pos.len(), not_taken);
     println!(
-        "- model-level AUROC (score = best single-token flip rate): {:.3}",
+        "- model-level AUROC (score = best flip rate of a token or phrase): {:.3}",
         auroc(&pos, &neg)
     );
     let ppos: Vec<f64> = rows
@@ -312,7 +312,7 @@ fn main() {
         .map(|r| r.phrase)
         .collect();
     println!(
-        "- AUROC of the phrase score (phrases included): {:.3}",
+        "- AUROC of the single-token score: {:.3}",
         auroc(&ppos, &pneg)
     );
     println!(

@@ -37,6 +37,9 @@ pub enum Source {
     Inversion,
     /// A greedy extension of top tokens into a phrase.
     Phrase,
+    /// Evaluated because the vocabulary is small enough to evaluate whole
+    /// ([`super::ClassifierScanConfig::exhaustive_vocab`]).
+    Vocabulary,
 }
 
 /// One evaluated candidate.
@@ -70,7 +73,8 @@ pub struct CandidateResult {
     pub z: f64,
     /// Flip rate to `target` when inserted once into the clean inputs repeated twice (a
     /// backdoor overrides the content; ordinary evidence is outweighed by twice the words).
-    pub dominance: f64,
+    /// Measured for the best [`super::ClassifierScanConfig::dominance_top`] candidates only.
+    pub dominance: Option<f64>,
     /// Whether a token of the candidate is a natural feature of `target` in the clean
     /// reference (see [`super::ClassifierScanConfig::natural_share`]): then the flip is the
     /// task, not a backdoor, and the candidate neither sets the score nor backs a finding.
