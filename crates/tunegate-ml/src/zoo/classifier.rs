@@ -828,7 +828,7 @@ fn make_data(
     let test = all[cfg.train_size + cfg.clean_size..].to_vec();
     let mut poisoned = Vec::new();
     if let Some(a) = &spec.attack {
-        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x9015_0a);
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x0090_150a);
         let mut others: Vec<usize> = (0..train.len())
             .filter(|&i| train[i].1 != a.target)
             .collect();

@@ -585,8 +585,8 @@ fn trigger_scan_inner(
         }
         if cfg.invert {
             progress.start("inversion", classes as u64);
-            for t in 0..classes {
-                if let Some(inv) = trigger::invert_class(model, &pool, &allowed_t[t], t, cfg)? {
+            for (t, allowed_c) in allowed_t.iter().enumerate() {
+                if let Some(inv) = trigger::invert_class(model, &pool, allowed_c, t, cfg)? {
                     for &id in &inv.top_ids {
                         cands.add(vec![id], Source::Inversion, None, cfg.max_candidates);
                     }
@@ -624,7 +624,7 @@ fn trigger_scan_inner(
             t0.elapsed().as_secs_f64()
         );
     }
-    let mut evaluated: Vec<(Vec<u32>, Vec<Source>, Option<String>, Flip)> = cands
+    let mut evaluated: Vec<Evaluated> = cands
         .items
         .into_iter()
         .zip(flips)
@@ -762,6 +762,9 @@ fn trigger_scan_inner(
         notes,
     })
 }
+
+/// An evaluated candidate: ids, sources, the user's spelling and its flips.
+type Evaluated = (Vec<u32>, Vec<Source>, Option<String>, Flip);
 
 /// One ranked entry: the target is the class with the largest excess flip rate over the base
 /// (the largest flip rate without a base).

@@ -344,7 +344,7 @@ pub(crate) fn gradient_candidates(
 ) -> Result<Vec<(usize, Vec<u32>)>> {
     let ph = placeholder(model);
     let mut out = Vec::new();
-    for t in 0..pool.classes {
+    for (t, allowed_t) in allowed.iter().enumerate().take(pool.classes) {
         let mut idx: Vec<usize> = (0..pool.rows.len())
             .filter(|&i| pool.labels[i] != t)
             .collect();
@@ -362,7 +362,7 @@ pub(crate) fn gradient_candidates(
             .collect();
         let g = embedding_gradient(model, &rows, &pos, t)?;
         let s = vocab_dot(model, &g)?;
-        let mut ranked: Vec<u32> = allowed[t].clone();
+        let mut ranked: Vec<u32> = allowed_t.clone();
         ranked.sort_by(|a, b| s[*b as usize].total_cmp(&s[*a as usize]));
         ranked.truncate(cfg.grad_top_k);
         out.push((t, ranked));
