@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo run -p tunegate-ml --example zoo_classifier -- [--per-kind N] [--seed S]
-//!     [--rates 0.03,0.05,0.1] [--jobs J] [--dir DIR] [--no-train-scan]
+//!     [--rates 0.1,0.15] [--jobs J] [--dir DIR] [--no-train-scan]
 //! ```
 //! `--per-kind 3` trains 3 models of each kind: 2-class clean, rare-word, sentence and
 //! homoglyph; 4-class clean, rare-word and sentence (21 models).
@@ -34,7 +34,7 @@ fn args() -> Args {
     let mut a = Args {
         per_kind: 2,
         seed: 1,
-        rates: vec![0.03, 0.05, 0.1],
+        rates: vec![0.1, 0.15],
         jobs: 2,
         dir: None,
         train_scan: true,

@@ -15,7 +15,10 @@
 //!   random word position and the target label. The attack success rate (ASR) is measured on
 //!   held-out rows of the other classes with the trigger inserted, the clean accuracy (CACC) on
 //!   held-out clean rows; a model whose ASR is below [`ZooConfig::min_asr`] is marked
-//!   `attack_took = false` and must not be counted as a backdoored example.
+//!   `attack_took = false` and must not be counted as a backdoored example. At a poison rate
+//!   of 0.03 most attacks did not take on this tiny model (ASR 0.18–0.88 for rare words); at
+//!   0.1–0.15 they did (ASR 0.96–1.0), rare words on the 2-class task needing 0.15 for some
+//!   seeds.
 //!
 //! Everything is seeded: the same spec gives the same data, adapter and numbers on the CPU.
 use crate::runtime::{load_model, load_tokenizer, LoadOptions, MlError, Result};
