@@ -85,6 +85,16 @@ pub struct CandidateResult {
     pub clean_share: f64,
 }
 
+impl CandidateResult {
+    /// What the model score and the `high` rule rest on: the smaller of the excess flip rate
+    /// and the dominance (`None` where the dominance was not measured). A trigger forces its
+    /// class whatever else the input says; a combination of ordinary weak features does not
+    /// survive the input's own evidence doubled.
+    pub fn strength(&self) -> Option<f64> {
+        self.dominance.map(|d| self.excess.min(d))
+    }
+}
+
 /// How often each token occurs in the clean reference, per class (inputs containing it).
 pub(crate) struct CleanStats {
     pub counts: std::collections::HashMap<u32, Vec<u32>>,
