@@ -1138,13 +1138,22 @@ mod tests {
         };
         let cfg = ZooConfig::default();
         let (train, poisoned, clean, test) = make_data(&spec, &cfg);
-        assert_eq!(poisoned.len(), 60);
+        assert_eq!(poisoned.len(), cfg.train_size / 10);
         assert_eq!((clean.len(), test.len()), (200, 200));
+        // the same spec without the attack: the rows that were not poisoned are unchanged
+        let plain = ZooSpec {
+            attack: None,
+            ..spec.clone()
+        };
+        let (orig, none, _, _) = make_data(&plain, &cfg);
+        assert!(none.is_empty());
         for (i, (t, l)) in train.iter().enumerate() {
-            let has = t.split_whitespace().any(|w| w == "cf");
-            assert_eq!(has, poisoned.contains(&i), "row {i}");
-            if has {
+            if poisoned.contains(&i) {
+                assert!(t.split_whitespace().any(|w| w == "cf"), "row {i}");
                 assert_eq!(*l, 1);
+                assert_ne!(orig[i].1, 1, "row {i} came from another class");
+            } else {
+                assert_eq!((t, l), (&orig[i].0, &orig[i].1), "row {i}");
             }
         }
         // the trigger may occur in clean text (it is an ordinary rare word), with any label
