@@ -8,6 +8,7 @@
 //! ```text
 //! cargo run -p tunegate-ml --example zoo_classifier -- [--per-kind N] [--seed S]
 //!     [--rates 0.1,0.15] [--jobs J] [--dir DIR] [--no-train-scan]
+//!     [--detector-features cls|middle|LAYER]
 //! ```
 //! `--per-kind 3` trains 3 models of each kind: 2-class clean, rare-word, sentence and
 //! homoglyph; 4-class clean, rare-word and sentence (21 models).
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tunegate_core::progress::NoProgress;
 use tunegate_core::Severity;
-use tunegate_ml::scan::classifier::{scan_classifier, ClassifierScanConfig};
+use tunegate_ml::scan::classifier::{scan_classifier, ClassifierScanConfig, DetectorFeatures};
 use tunegate_ml::zoo::classifier::{build_zoo, standard_specs, ZooConfig, ZooModel};
 
 struct Args {
@@ -28,6 +29,7 @@ struct Args {
     zoo: ZooConfig,
     only: Option<String>,
     no_scan: bool,
+    features: DetectorFeatures,
 }
 
 fn args() -> Args {
@@ -41,6 +43,7 @@ fn args() -> Args {
         zoo: ZooConfig::default(),
         only: None,
         no_scan: false,
+        features: DetectorFeatures::Middle,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,6 +68,13 @@ fn args() -> Args {
             "--r" => a.zoo.lora_r = next(i).parse().expect("--r R"),
             "--train-size" => a.zoo.train_size = next(i).parse().expect("--train-size N"),
             "--only" => a.only = Some(next(i)),
+            "--detector-features" => {
+                a.features = match next(i).as_str() {
+                    "cls" => DetectorFeatures::Cls,
+                    "middle" => DetectorFeatures::Middle,
+                    l => DetectorFeatures::Layer(l.parse().expect("cls, middle or a layer")),
+                }
+            }
             "--no-scan" => {
                 a.no_scan = true;
                 i += 1;
@@ -130,7 +140,10 @@ fn main() {
     let t0 = Instant::now();
     let zoo = build_zoo(&dir, &specs, &zcfg, a.jobs, &NoProgress).expect("zoo");
     let train_secs = t0.elapsed().as_secs_f64();
-    let mut cfg = ClassifierScanConfig::default();
+    let mut cfg = ClassifierScanConfig {
+        detector_features: a.features,
+        ..Default::default()
+    };
     if std::env::var_os("ZOO_DUMP").is_some() {
         cfg.report_top = 40;
     }

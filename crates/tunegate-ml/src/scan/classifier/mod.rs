@@ -139,12 +139,12 @@ pub struct ClassifierScanConfig {
     /// `min_flip_inputs` inputs and with a robust z of at least `high_z` across candidates.
     /// A backdoor that took flips at least its ASR when its trigger is found, and keeps doing
     /// so when the input's own evidence is doubled; junk phrases that flip clean models lose
-    /// much of their effect then. Calibration on the classifier zoo: in-sample (seeds 1–6,
-    /// tests/scan_classifier.rs) the clean models' best strength was 0.61, the backdoored
-    /// models' (attack taken) 0.86–1.00; out of sample (`examples/zoo_classifier.rs
+    /// much of their effect then. Calibration on the classifier zoo: in sample (the models of
+    /// tests/scan_classifier.rs) the clean models' score was 0.29 and 0.61, the backdoored
+    /// models' (attack taken) 0.86–0.92; out of sample (`examples/zoo_classifier.rs
     /// --per-kind 2 --rates 0.1,0.15 --seed 21`: 4 clean, 10 backdoored) clean 0.31–0.73,
-    /// backdoored 0.86–1.00. On flip rate alone the clean models reached 0.86 out of sample
-    /// and the backdoored ones 0.89, too thin a margin for a blocking finding.
+    /// backdoored 0.76–1.00 (9 of 10 at or above 0.8). On flip rate alone the clean models
+    /// reached 0.86 out of sample and the backdoored ones 0.89 at the least.
     pub high_flip_rate: f64,
     /// Robust z-score (median/MAD across all evaluated candidates) the top candidate needs for
     /// `high` (3.0).
@@ -190,6 +190,9 @@ pub struct ClassifierScanConfig {
 /// class was 0.43 (AC) and 0.59 (spectral) on the last layer's `[CLS]` state, which
 /// fine-tuning collapses onto the label, against 0.99 and 0.95 on the mean-pooled states of
 /// the middle layer, where the poisoned rows still look like the class they came from.
+/// Known cost: on the out-of-sample zoo (`--seed 21`, training rows scanned) one of 4 clean
+/// models got a `high` spectral-signatures class finding (B003) on the middle layer and none
+/// on `cls`; the spectral calibration on these features needs more work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DetectorFeatures {
