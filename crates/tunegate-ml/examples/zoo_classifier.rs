@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! cargo run -p tunegate-ml --example zoo_classifier -- [--per-kind N] [--seed S]
-//!     [--rates 0.03,0.05,0.1] [--jobs J] [--dir DIR] [--no-train-scan]
+//!     [--rates 0.1,0.15] [--jobs J] [--dir DIR] [--no-train-scan]
+//!     [--detector-features cls|middle|LAYER]
 //! ```
 //! `--per-kind 3` trains 3 models of each kind: 2-class clean, rare-word, sentence and
 //! homoglyph; 4-class clean, rare-word and sentence (21 models).
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tunegate_core::progress::NoProgress;
 use tunegate_core::Severity;
-use tunegate_ml::scan::classifier::{scan_classifier, ClassifierScanConfig};
+use tunegate_ml::scan::classifier::{scan_classifier, ClassifierScanConfig, DetectorFeatures};
 use tunegate_ml::zoo::classifier::{build_zoo, standard_specs, ZooConfig, ZooModel};
 
 struct Args {
@@ -28,19 +29,21 @@ struct Args {
     zoo: ZooConfig,
     only: Option<String>,
     no_scan: bool,
+    features: DetectorFeatures,
 }
 
 fn args() -> Args {
     let mut a = Args {
         per_kind: 2,
         seed: 1,
-        rates: vec![0.03, 0.05, 0.1],
+        rates: vec![0.1, 0.15],
         jobs: 2,
         dir: None,
         train_scan: true,
         zoo: ZooConfig::default(),
         only: None,
         no_scan: false,
+        features: DetectorFeatures::Middle,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,6 +68,13 @@ fn args() -> Args {
             "--r" => a.zoo.lora_r = next(i).parse().expect("--r R"),
             "--train-size" => a.zoo.train_size = next(i).parse().expect("--train-size N"),
             "--only" => a.only = Some(next(i)),
+            "--detector-features" => {
+                a.features = match next(i).as_str() {
+                    "cls" => DetectorFeatures::Cls,
+                    "middle" => DetectorFeatures::Middle,
+                    l => DetectorFeatures::Layer(l.parse().expect("cls, middle or a layer")),
+                }
+            }
             "--no-scan" => {
                 a.no_scan = true;
                 i += 1;
@@ -130,7 +140,10 @@ fn main() {
     let t0 = Instant::now();
     let zoo = build_zoo(&dir, &specs, &zcfg, a.jobs, &NoProgress).expect("zoo");
     let train_secs = t0.elapsed().as_secs_f64();
-    let mut cfg = ClassifierScanConfig::default();
+    let mut cfg = ClassifierScanConfig {
+        detector_features: a.features,
+        ..Default::default()
+    };
     if std::env::var_os("ZOO_DUMP").is_some() {
         cfg.report_top = 40;
     }
@@ -168,7 +181,7 @@ fn main() {
                     c["candidate"].as_str().unwrap_or(""),
                     c["target"],
                     c["flip_rate"].as_f64().unwrap_or(0.0),
-                    c["dominance"].as_f64().unwrap_or(0.0),
+                    c["dominance"].as_f64().unwrap_or(f64::NAN),
                     c["mean_target_prob"].as_f64().unwrap_or(0.0),
                     c["natural"],
                     c["clean_count"],
@@ -180,7 +193,7 @@ fn main() {
             eprintln!("  anomaly {}", tr["anomaly_index"]);
         }
         let score = tr["model_score"].as_f64().unwrap_or(f64::NAN);
-        let phrase = tr["phrase_score"].as_f64().unwrap_or(f64::NAN);
+        let phrase = tr["single_score"].as_f64().unwrap_or(f64::NAN);
         let rank = m.spec.attack.as_ref().and_then(|att| {
             let ids = tunegate_ml::zoo::classifier::novel_trigger_ids(&sm, &att.trigger)
                 .expect("trigger ids");
@@ -234,7 +247,7 @@ fn main() {
             secs: t1.elapsed().as_secs_f64(),
         });
     }
-    println!("| model | kind | trigger | rate | ASR | CACC | score | phrase score | rank | high findings | top candidates | scan s |");
+    println!("| model | kind | trigger | rate | ASR | CACC | score | single-token score | rank | high findings | top candidates | scan s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let s = &r.model.spec;
@@ -298,7 +311,7 @@ fn main() {
     println!();
     println!("- models: {} ({} clean, {} backdoored with the attack taken, {} attacks not taken and not counted)", rows.len(), neg.len(), pos.len(), not_taken);
     println!(
-        "- model-level AUROC (score = best single-token flip rate): {:.3}",
+        "- model-level AUROC (score = best flip rate of a token or phrase): {:.3}",
         auroc(&pos, &neg)
     );
     let ppos: Vec<f64> = rows
@@ -312,7 +325,7 @@ fn main() {
         .map(|r| r.phrase)
         .collect();
     println!(
-        "- AUROC of the phrase score (phrases included): {:.3}",
+        "- AUROC of the single-token score: {:.3}",
         auroc(&ppos, &pneg)
     );
     println!(

@@ -15,7 +15,10 @@
 //!   random word position and the target label. The attack success rate (ASR) is measured on
 //!   held-out rows of the other classes with the trigger inserted, the clean accuracy (CACC) on
 //!   held-out clean rows; a model whose ASR is below [`ZooConfig::min_asr`] is marked
-//!   `attack_took = false` and must not be counted as a backdoored example.
+//!   `attack_took = false` and must not be counted as a backdoored example. At a poison rate
+//!   of 0.03 most attacks did not take on this tiny model (ASR 0.18–0.88 for rare words); at
+//!   0.1–0.15 they did (ASR 0.96–1.0), rare words on the 2-class task needing 0.15 for some
+//!   seeds.
 //!
 //! Everything is seeded: the same spec gives the same data, adapter and numbers on the CPU.
 use crate::runtime::{load_model, load_tokenizer, LoadOptions, MlError, Result};
@@ -828,7 +831,7 @@ fn make_data(
     let test = all[cfg.train_size + cfg.clean_size..].to_vec();
     let mut poisoned = Vec::new();
     if let Some(a) = &spec.attack {
-        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x9015_0a);
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x0090_150a);
         let mut others: Vec<usize> = (0..train.len())
             .filter(|&i| train[i].1 != a.target)
             .collect();
@@ -1135,13 +1138,22 @@ mod tests {
         };
         let cfg = ZooConfig::default();
         let (train, poisoned, clean, test) = make_data(&spec, &cfg);
-        assert_eq!(poisoned.len(), 60);
+        assert_eq!(poisoned.len(), cfg.train_size / 10);
         assert_eq!((clean.len(), test.len()), (200, 200));
+        // the same spec without the attack: the rows that were not poisoned are unchanged
+        let plain = ZooSpec {
+            attack: None,
+            ..spec.clone()
+        };
+        let (orig, none, _, _) = make_data(&plain, &cfg);
+        assert!(none.is_empty());
         for (i, (t, l)) in train.iter().enumerate() {
-            let has = t.split_whitespace().any(|w| w == "cf");
-            assert_eq!(has, poisoned.contains(&i), "row {i}");
-            if has {
+            if poisoned.contains(&i) {
+                assert!(t.split_whitespace().any(|w| w == "cf"), "row {i}");
                 assert_eq!(*l, 1);
+                assert_ne!(orig[i].1, 1, "row {i} came from another class");
+            } else {
+                assert_eq!((t, l), (&orig[i].0, &orig[i].1), "row {i}");
             }
         }
         // the trigger may occur in clean text (it is an ordinary rare word), with any label

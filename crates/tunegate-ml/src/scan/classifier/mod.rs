@@ -8,15 +8,17 @@
 //!   into clean inputs of the other classes and its exact flip rate measured; the best are
 //!   extended greedily into phrases. For three classes or more the per-class effort of the soft
 //!   trigger feeds the Neural-Cleanse anomaly index. The model's score is the highest flip rate
-//!   any single token reaches (in excess of the base's, when a comparable base is given).
+//!   any token or greedy phrase reaches (in excess of the base's, when a comparable base is
+//!   given). When the vocabulary is small (at most [`ClassifierScanConfig::exhaustive_vocab`]
+//!   insertable tokens) every token is evaluated and the pruning only orders them.
 //! - **Data-level detectors** ([`scan_classifier`] with training rows): Activation Clustering
-//!   and spectral signatures on the last layer's `[CLS]` state per class (calibrated on the clean
-//!   reference), a DAN-style Mahalanobis distance over the mean-pooled states of every layer,
+//!   and spectral signatures per class on the mean-pooled states of the middle layer (see
+//!   [`DetectorFeatures`]; calibrated on the clean reference), a DAN-style Mahalanobis distance over the mean-pooled states of every layer,
 //!   and STRIP with word-swap perturbations.
 //!
 //! Two decisions shape it. Flip rates, not gradients or losses, are what a finding rests on:
 //! the pruning can only miss a trigger, never invent one. And the `high` threshold is not a
-//! library default but the highest flip rate clean models reach, measured on the classifier zoo
+//! library default but set above the highest flip rate clean models reach, measured on the classifier zoo
 //! ([`crate::zoo::classifier`]); see [`ClassifierScanConfig::high_flip_rate`] for the numbers.
 mod forward;
 mod strip;
@@ -82,6 +84,14 @@ pub struct ClassifierScanConfig {
     pub grad_inputs: usize,
     /// Tokens kept per target class by the first-order score (40).
     pub grad_top_k: usize,
+    /// When the vocabulary has at most this many insertable tokens (1000), every one of them
+    /// is evaluated exactly and the first-order pruning only orders them: evaluating a few
+    /// hundred tokens costs seconds, and pruning can only lose the trigger. Larger
+    /// vocabularies (BERT's 30k) are pruned to `grad_top_k` per class.
+    pub exhaustive_vocab: usize,
+    /// Candidates (by flip rate) whose dominance is measured (inserted once into the clean
+    /// inputs repeated twice) (24). Only these can set the model score or back `high`.
+    pub dominance_top: usize,
     /// Moved embedding rows (against a base) kept as candidates (20).
     pub drift_top_k: usize,
     /// Candidates evaluated at most, user candidates first (600).
@@ -89,12 +99,15 @@ pub struct ClassifierScanConfig {
     /// Keep ASCII `##` continuation pieces as candidates (false: only non-ASCII pieces, which
     /// homoglyph words produce).
     pub ascii_subwords: bool,
-    /// Best single tokens that seed a greedy phrase extension (2).
+    /// Best single tokens that seed a greedy phrase extension (3).
     pub phrase_seeds: usize,
-    /// Tokens tried when extending a phrase (8).
+    /// Tokens tried when extending a phrase (10).
     pub phrase_pool: usize,
     /// Longest phrase built (4 tokens).
     pub max_phrase_len: usize,
+    /// Whether phrases found by the greedy extension set the model score and may back a
+    /// `high` finding (true).
+    pub score_phrases: bool,
     /// An extension is kept only when it raises the flip rate by this much (0.05).
     pub phrase_min_gain: f64,
     /// Optimise a soft trigger per class when the model has at least 3 classes (true).
@@ -120,15 +133,24 @@ pub struct ClassifierScanConfig {
     /// (B008) is `high` only when the class's inverted tokens also flip at least
     /// `high_flip_rate`; otherwise `medium`.
     pub anomaly_threshold: f64,
-    /// `high` (B015) when the best single-token flip rate (in excess of the base's) reaches
-    /// this (0.75), with a robust z of at least `high_z` across candidates. On the zoo, clean
-    /// models topped out at 0.40 (see `examples/zoo_classifier.rs` and bench/RESULTS.md) and
-    /// backdoored models whose attack took reached 0.97 or more.
+    /// `high` (B015) when a candidate's strength (a single token, a user candidate or a greedy
+    /// phrase; the smaller of its flip rate in excess of the base's and its dominance, see
+    /// [`CandidateResult::strength`]) reaches this (0.8), measured on at least
+    /// `min_flip_inputs` inputs and with a robust z of at least `high_z` across candidates.
+    /// A backdoor that took flips at least its ASR when its trigger is found, and keeps doing
+    /// so when the input's own evidence is doubled; junk phrases that flip clean models lose
+    /// much of their effect then. Calibration on the classifier zoo: in sample (the models of
+    /// tests/scan_classifier.rs) the clean models' score was 0.29 and 0.61, the backdoored
+    /// models' (attack taken) 0.86–0.92; out of sample (`examples/zoo_classifier.rs
+    /// --per-kind 2 --rates 0.1,0.15 --seed 21`: 4 clean, 10 backdoored) clean 0.31–0.73,
+    /// backdoored 0.76–1.00 (9 of 10 at or above 0.8). On flip rate alone the clean models
+    /// reached 0.86 out of sample and the backdoored ones 0.89 at the least.
     pub high_flip_rate: f64,
     /// Robust z-score (median/MAD across all evaluated candidates) the top candidate needs for
     /// `high` (3.0).
     pub high_z: f64,
-    /// `medium` (B016) for a candidate at or above this flip rate (0.5).
+    /// `medium` (B016) for a candidate at or above this flip rate (0.75: above the 0.70 that
+    /// greedy phrases of clean zoo models reached).
     pub medium_flip_rate: f64,
     /// Candidates listed in the summary and the chart (15).
     pub report_top: usize,
@@ -150,6 +172,37 @@ pub struct ClassifierScanConfig {
     pub max_example_findings: usize,
     /// Points drawn per cluster scatter chart (1500).
     pub max_scatter_points: usize,
+    /// Put every training row's score of each data-level detector in the summary
+    /// (`inputs.{ac,spectral,mahalanobis,strip}_row_scores`, in the order of the training rows) (false: they are as
+    /// long as the training set). AC: signed distance towards the small cluster; spectral:
+    /// deviation on the top singular direction; Mahalanobis: max standardised distance over
+    /// layers (higher is more suspicious for these three); STRIP: entropy (lower is).
+    pub row_scores: bool,
+    /// Features Activation Clustering and spectral signatures run on (`middle`, see
+    /// [`DetectorFeatures`]).
+    pub detector_features: DetectorFeatures,
+}
+
+/// The per-row features of Activation Clustering and spectral signatures.
+///
+/// The default is the middle layer: on the classifier zoo (sentence-trigger model, 10%
+/// poisoned, tests/scan_classifier.rs) the AUROC of poisoned against clean rows of the target
+/// class was 0.43 (AC) and 0.59 (spectral) on the last layer's `[CLS]` state, which
+/// fine-tuning collapses onto the label, against 0.99 and 0.95 on the mean-pooled states of
+/// the middle layer, where the poisoned rows still look like the class they came from.
+/// Known cost: on the out-of-sample zoo (`--seed 21`, training rows scanned) one of 4 clean
+/// models got a `high` spectral-signatures class finding (B003) on the middle layer and none
+/// on `cls`; the spectral calibration on these features needs more work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectorFeatures {
+    /// The last layer's first-token state (what the head reads).
+    Cls,
+    /// The mean-pooled states of the middle layer (`layers / 2`, counting the embedding
+    /// output as layer 0).
+    Middle,
+    /// The mean-pooled states of layer `l` (0 = the embedding output).
+    Layer(usize),
 }
 
 impl Default for ClassifierScanConfig {
@@ -164,12 +217,15 @@ impl Default for ClassifierScanConfig {
             min_flip_inputs: 16,
             grad_inputs: 32,
             grad_top_k: 40,
+            exhaustive_vocab: 1000,
+            dominance_top: 24,
             drift_top_k: 20,
             max_candidates: 600,
             ascii_subwords: false,
-            phrase_seeds: 2,
-            phrase_pool: 8,
+            phrase_seeds: 3,
+            phrase_pool: 10,
             max_phrase_len: 4,
+            score_phrases: true,
             phrase_min_gain: 0.05,
             invert: true,
             invert_positions: 2,
@@ -179,9 +235,9 @@ impl Default for ClassifierScanConfig {
             anomaly_threshold: 2.0,
             natural_share: 0.8,
             natural_min_count: 3,
-            high_flip_rate: 0.75,
+            high_flip_rate: 0.8,
             high_z: 3.0,
-            medium_flip_rate: 0.5,
+            medium_flip_rate: 0.75,
             report_top: 15,
             base_min_accuracy: 0.6,
             base_shared_margin: 0.2,
@@ -191,6 +247,8 @@ impl Default for ClassifierScanConfig {
             excess_alpha: 1e-6,
             max_example_findings: 50,
             max_scatter_points: 1500,
+            row_scores: false,
+            detector_features: DetectorFeatures::Middle,
         }
     }
 }
@@ -261,13 +319,16 @@ pub struct BaseComparison {
 pub struct TriggerScan {
     /// Classes of the model.
     pub classes: usize,
-    /// The model-level suspicion score: the highest single-token excess flip rate (in
-    /// `[0, 1]`; larger is more suspicious). Phrases and user candidates are ranked and
-    /// reported, but do not set the score, because natural phrases of class words flip clean
-    /// models too.
+    /// The model-level suspicion score: the highest strength
+    /// ([`CandidateResult::strength`]: the smaller of the excess flip rate and the dominance,
+    /// in `[0, 1]`; larger is more suspicious) of a candidate that is not natural and was
+    /// measured on at least `min_flip_inputs` inputs: single tokens, user candidates and (with
+    /// [`ClassifierScanConfig::score_phrases`]) greedy phrases.
     pub model_score: f64,
     /// The highest excess flip rate of any candidate that is not natural, phrases included.
     pub phrase_score: f64,
+    /// The highest excess flip rate of a single token that is not natural.
+    pub single_score: f64,
     /// Every evaluated candidate, ranked: candidates that are not natural first, by excess
     /// flip rate, then flip rate, then mean target probability.
     pub candidates: Vec<CandidateResult>,
@@ -532,8 +593,8 @@ fn trigger_scan_inner(
         }
         if cfg.invert {
             progress.start("inversion", classes as u64);
-            for t in 0..classes {
-                if let Some(inv) = trigger::invert_class(model, &pool, &allowed_t[t], t, cfg)? {
+            for (t, allowed_c) in allowed_t.iter().enumerate() {
+                if let Some(inv) = trigger::invert_class(model, &pool, allowed_c, t, cfg)? {
                     for &id in &inv.top_ids {
                         cands.add(vec![id], Source::Inversion, None, cfg.max_candidates);
                     }
@@ -547,6 +608,14 @@ fn trigger_scan_inner(
                 progress.advance(1);
             }
             progress.finish();
+        }
+        let mut every: Vec<u32> = allowed_t.iter().flatten().copied().collect();
+        every.sort_unstable();
+        every.dedup();
+        if every.len() <= cfg.exhaustive_vocab {
+            for id in every {
+                cands.add(vec![id], Source::Vocabulary, None, cfg.max_candidates);
+            }
         }
     }
     if timing {
@@ -563,7 +632,7 @@ fn trigger_scan_inner(
             t0.elapsed().as_secs_f64()
         );
     }
-    let mut evaluated: Vec<(Vec<u32>, Vec<Source>, Option<String>, Flip)> = cands
+    let mut evaluated: Vec<Evaluated> = cands
         .items
         .into_iter()
         .zip(flips)
@@ -582,10 +651,25 @@ fn trigger_scan_inner(
             }
         }
     }
-    let doubled: Vec<String> = pool.texts.iter().map(|t| format!("{t} {t}")).collect();
-    let pool2 = Pool::from_texts(model, doubled, pool.labels.clone(), classes, cfg)?;
-    let ids_all: Vec<Vec<u32>> = evaluated.iter().map(|e| e.0.clone()).collect();
-    let dom = trigger::flip_eval(model, &pool2, &ids_all, cfg, None)?;
+    // dominance of the best candidates only (the doubled inputs cost twice a flip scan)
+    let mut by_rate: Vec<usize> = (0..evaluated.len()).collect();
+    by_rate.sort_by(|&a, &b| {
+        let (fa, fb) = (&evaluated[a].3, &evaluated[b].3);
+        fb.rates[fb.best()].total_cmp(&fa.rates[fa.best()])
+    });
+    by_rate.truncate(cfg.dominance_top);
+    let mut dom: Vec<Option<Flip>> = vec![None; evaluated.len()];
+    if !by_rate.is_empty() {
+        let doubled: Vec<String> = pool.texts.iter().map(|t| format!("{t} {t}")).collect();
+        let pool2 = Pool::from_texts(model, doubled, pool.labels.clone(), classes, cfg)?;
+        let ids_top: Vec<Vec<u32>> = by_rate.iter().map(|&i| evaluated[i].0.clone()).collect();
+        for (i, f) in by_rate
+            .iter()
+            .zip(trigger::flip_eval(model, &pool2, &ids_top, cfg, None)?)
+        {
+            dom[*i] = Some(f);
+        }
+    }
     if timing {
         eprintln!("timing: +dominance {:.1}s", t0.elapsed().as_secs_f64());
     }
@@ -614,7 +698,7 @@ fn trigger_scan_inner(
         .zip(dom)
         .map(|((((ids, sources, _, f), text), bf), d)| {
             let mut r = make_result(model, ids, sources, text, &f, bf.as_ref(), &stats, cfg);
-            r.dominance = d.rates[r.target];
+            r.dominance = d.map(|d| d.rates[r.target]);
             r
         })
         .collect();
@@ -641,6 +725,11 @@ fn trigger_scan_inner(
         r.rank = i + 1;
     }
     let model_score = results
+        .iter()
+        .filter(|r| TriggerScan::scored(r, cfg) && !r.natural && r.inputs >= cfg.min_flip_inputs)
+        .filter_map(CandidateResult::strength)
+        .fold(0.0, f64::max);
+    let single_score = results
         .iter()
         .filter(|r| r.ids.len() == 1 && !r.natural && r.inputs >= cfg.min_flip_inputs)
         .map(|r| r.excess)
@@ -669,6 +758,7 @@ fn trigger_scan_inner(
     Ok(TriggerScan {
         classes,
         model_score,
+        single_score,
         phrase_score,
         pool_inputs: pool.rows.len(),
         pool_accuracy: accuracy(&pool.pred, &pool.labels),
@@ -680,6 +770,9 @@ fn trigger_scan_inner(
         notes,
     })
 }
+
+/// An evaluated candidate: ids, sources, the user's spelling and its flips.
+type Evaluated = (Vec<u32>, Vec<Source>, Option<String>, Flip);
 
 /// One ranked entry: the target is the class with the largest excess flip rate over the base
 /// (the largest flip rate without a base).
@@ -706,7 +799,7 @@ fn make_result(
     let (_, tokens) = trigger::render(model, &ids);
     let (clean_count, clean_share) = stats.evidence(&ids, t);
     CandidateResult {
-        dominance: 0.0,
+        dominance: None,
         natural: is_natural(stats, &ids, t, cfg),
         clean_count,
         clean_share,
@@ -768,7 +861,7 @@ impl TriggerScan {
     fn calibration(cfg: &ClassifierScanConfig) -> Value {
         json!({
             "high": format!(
-                "best single token (or user candidate) with excess flip rate >= {} on >= {} inputs and robust z >= {}",
+                "best candidate (single token, user candidate or, with score_phrases, greedy phrase) with min(excess flip rate, dominance) >= {} on >= {} inputs and robust z >= {}",
                 cfg.high_flip_rate, cfg.min_flip_inputs, cfg.high_z
             ),
             "medium": format!("any candidate with excess flip rate >= {}", cfg.medium_flip_rate),
@@ -780,12 +873,17 @@ impl TriggerScan {
         })
     }
 
+    /// Whether candidate `c` may set the model score and back a `high` finding: a single
+    /// token, a user candidate, or (with `score_phrases`) a phrase.
+    fn scored(c: &CandidateResult, cfg: &ClassifierScanConfig) -> bool {
+        c.ids.len() == 1 || c.sources.contains(&Source::User) || cfg.score_phrases
+    }
+
     /// Whether candidate `c` meets the `high` rule.
     fn is_high(c: &CandidateResult, cfg: &ClassifierScanConfig) -> bool {
-        let eligible = c.ids.len() == 1 || c.sources.contains(&Source::User);
-        eligible
+        Self::scored(c, cfg)
             && !c.natural
-            && c.excess >= cfg.high_flip_rate
+            && c.strength().is_some_and(|s| s >= cfg.high_flip_rate)
             && c.inputs >= cfg.min_flip_inputs
             && c.z >= cfg.high_z
     }
@@ -967,7 +1065,8 @@ impl TriggerScan {
             "classes": self.classes,
             "model_score": self.model_score,
             "phrase_score": self.phrase_score,
-            "score_rule": "highest excess flip rate of a single token measured on at least min_flip_inputs inputs",
+            "single_score": self.single_score,
+            "score_rule": if cfg.score_phrases { "highest min(excess flip rate, dominance) of a token or greedy phrase that is not natural, measured on at least min_flip_inputs inputs" } else { "highest min(excess flip rate, dominance) of a single token that is not natural, measured on at least min_flip_inputs inputs" },
             "pool_inputs": self.pool_inputs,
             "pool_accuracy": self.pool_accuracy,
             "candidates_evaluated": self.candidates.len(),
@@ -1152,8 +1251,25 @@ fn input_detectors(
         max_example_findings: cfg.max_example_findings,
     };
     let mut summary = json!({});
-    let tfe = feats("train features", &tf.cls, train.len(), h)?;
-    let cfe = feats("clean features", &cf.cls, clean.len(), h)?;
+    let layer = match cfg.detector_features {
+        DetectorFeatures::Cls => None,
+        DetectorFeatures::Middle => Some(tf.layers.len() / 2),
+        DetectorFeatures::Layer(l) => Some(l),
+    };
+    let (tsrc, csrc) = match layer {
+        None => (&tf.cls, &cf.cls),
+        Some(l) => match (tf.layers.get(l), cf.layers.get(l)) {
+            (Some(t), Some(c)) => (t, c),
+            _ => {
+                return Err(MlError::Config(format!(
+                    "classifier scan: detector_layer {l} is out of range: the model has {} layers of states",
+                    tf.layers.len()
+                )))
+            }
+        },
+    };
+    let tfe = feats("train features", tsrc, train.len(), h)?;
+    let cfe = feats("clean features", csrc, clean.len(), h)?;
     let ac_cfg = AcConfig {
         seed: cfg.seed,
         ..Default::default()
@@ -1171,6 +1287,9 @@ fn input_detectors(
                     "silhouette_threshold": c.silhouette_threshold, "rationale": c.rationale})
                 )
                 .collect::<Vec<_>>());
+            if cfg.row_scores {
+                summary["ac_row_scores"] = json!(r.scores);
+            }
         }
         Err(e) if soft_error(&e) => out.findings.push(Finding::new(
             &SCAN_LIMITED,
@@ -1196,6 +1315,9 @@ fn input_detectors(
                     "outliers": c.outliers, "expected": c.expected, "p_value": c.p_value})
                 )
                 .collect::<Vec<_>>());
+            if cfg.row_scores {
+                summary["spectral_row_scores"] = json!(r.scores);
+            }
         }
         Err(e) if soft_error(&e) => out.findings.push(Finding::new(
             &SCAN_LIMITED,
@@ -1217,6 +1339,9 @@ fn input_detectors(
                 .push(report::input_chart(InputDetector::Mahalanobis, &s));
             summary["mahalanobis"] = json!({"flagged": s.flagged.len(), "rows": s.scores.len(),
                 "threshold": s.threshold, "rationale": s.rationale});
+            if cfg.row_scores {
+                summary["mahalanobis_row_scores"] = json!(s.scores);
+            }
         }
         Err(e) if soft_error(&e) => out.findings.push(Finding::new(
             &SCAN_LIMITED,
@@ -1255,6 +1380,9 @@ fn input_detectors(
             ));
             summary["strip"] = json!({"flagged": s.flagged.len(), "rows": s.scores.len(),
                 "threshold": s.threshold, "rationale": s.rationale});
+            if cfg.row_scores {
+                summary["strip_row_scores"] = json!(s.scores);
+            }
         }
         Err(e) if soft_error(&e) => out.findings.push(Finding::new(
             &SCAN_LIMITED,

@@ -37,6 +37,9 @@ pub enum Source {
     Inversion,
     /// A greedy extension of top tokens into a phrase.
     Phrase,
+    /// Evaluated because the vocabulary is small enough to evaluate whole
+    /// ([`super::ClassifierScanConfig::exhaustive_vocab`]).
+    Vocabulary,
 }
 
 /// One evaluated candidate.
@@ -70,7 +73,8 @@ pub struct CandidateResult {
     pub z: f64,
     /// Flip rate to `target` when inserted once into the clean inputs repeated twice (a
     /// backdoor overrides the content; ordinary evidence is outweighed by twice the words).
-    pub dominance: f64,
+    /// Measured for the best [`super::ClassifierScanConfig::dominance_top`] candidates only.
+    pub dominance: Option<f64>,
     /// Whether a token of the candidate is a natural feature of `target` in the clean
     /// reference (see [`super::ClassifierScanConfig::natural_share`]): then the flip is the
     /// task, not a backdoor, and the candidate neither sets the score nor backs a finding.
@@ -79,6 +83,16 @@ pub struct CandidateResult {
     pub clean_count: usize,
     /// The share of those inputs labelled `target`.
     pub clean_share: f64,
+}
+
+impl CandidateResult {
+    /// What the model score and the `high` rule rest on: the smaller of the excess flip rate
+    /// and the dominance (`None` where the dominance was not measured). A trigger forces its
+    /// class whatever else the input says; a combination of ordinary weak features does not
+    /// survive the input's own evidence doubled.
+    pub fn strength(&self) -> Option<f64> {
+        self.dominance.map(|d| self.excess.min(d))
+    }
 }
 
 /// How often each token occurs in the clean reference, per class (inputs containing it).
@@ -340,7 +354,7 @@ pub(crate) fn gradient_candidates(
 ) -> Result<Vec<(usize, Vec<u32>)>> {
     let ph = placeholder(model);
     let mut out = Vec::new();
-    for t in 0..pool.classes {
+    for (t, allowed_t) in allowed.iter().enumerate().take(pool.classes) {
         let mut idx: Vec<usize> = (0..pool.rows.len())
             .filter(|&i| pool.labels[i] != t)
             .collect();
@@ -358,7 +372,7 @@ pub(crate) fn gradient_candidates(
             .collect();
         let g = embedding_gradient(model, &rows, &pos, t)?;
         let s = vocab_dot(model, &g)?;
-        let mut ranked: Vec<u32> = allowed[t].clone();
+        let mut ranked: Vec<u32> = allowed_t.clone();
         ranked.sort_by(|a, b| s[*b as usize].total_cmp(&s[*a as usize]));
         ranked.truncate(cfg.grad_top_k);
         out.push((t, ranked));
