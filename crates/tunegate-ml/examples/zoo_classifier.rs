@@ -17,6 +17,7 @@ use std::time::Instant;
 use tunegate_core::progress::NoProgress;
 use tunegate_core::Severity;
 use tunegate_ml::scan::classifier::{scan_classifier, ClassifierScanConfig, DetectorFeatures};
+use tunegate_ml::zoo::auroc;
 use tunegate_ml::zoo::classifier::{build_zoo, standard_specs, ZooConfig, ZooModel};
 
 struct Args {
@@ -90,26 +91,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-/// AUROC of `scores` for positives `pos` (ties count one half).
-fn auroc(pos: &[f64], neg: &[f64]) -> f64 {
-    if pos.is_empty() || neg.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = 0.0;
-    for p in pos {
-        for n in neg {
-            s += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (pos.len() * neg.len()) as f64
 }
 
 struct Row {

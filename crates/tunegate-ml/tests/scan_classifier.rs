@@ -12,6 +12,7 @@ use tunegate_ml::scan::classifier::{
     scan_classifier, trigger_scan, ClassifierScanConfig, DetectorFeatures,
 };
 use tunegate_ml::scan::model::ScanModel;
+use tunegate_ml::zoo::auroc;
 use tunegate_ml::zoo::classifier::{
     build_zoo, novel_trigger_ids, Attack, TaskName, TriggerKind, ZooConfig, ZooModel, ZooSpec,
 };
@@ -66,22 +67,6 @@ fn zoo() -> &'static Zoo {
             .expect("train the zoo");
         Zoo { _dir: dir, models }
     })
-}
-
-fn auroc(pos: &[f64], neg: &[f64]) -> f64 {
-    let mut s = 0.0;
-    for p in pos {
-        for n in neg {
-            s += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (pos.len() * neg.len()) as f64
 }
 
 #[test]

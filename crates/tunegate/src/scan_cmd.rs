@@ -520,7 +520,7 @@ pub fn metrics(report: &Report) -> String {
             }
         }
     }
-    nc.sort_by(|a, b| a.0.cmp(&b.0));
+    nc.sort_by_key(|a| a.0);
     nc.dedup_by(|a, b| a.0 == b.0);
     if !nc.is_empty() {
         out.push_str("# HELP neural_cleanse_anomaly_index Anomaly index of each class's inverted trigger (above 2 is a backdoor candidate).\n# TYPE neural_cleanse_anomaly_index gauge\n");

@@ -136,7 +136,8 @@ pub struct ClassifierScanConfig {
     /// `high` (B015) when a candidate's strength (a single token, a user candidate or a greedy
     /// phrase; the smaller of its flip rate in excess of the base's and its dominance, see
     /// [`CandidateResult::strength`]) reaches this (0.8), measured on at least
-    /// `min_flip_inputs` inputs and with a robust z of at least `high_z` across candidates.
+    /// `min_flip_inputs` inputs and, in the vocabulary search, with a robust z of at least
+    /// `high_z` across candidates (a probe of listed candidates has no population for it).
     /// A backdoor that took flips at least its ASR when its trigger is found, and keeps doing
     /// so when the input's own evidence is doubled; junk phrases that flip clean models lose
     /// much of their effect then. Calibration on the classifier zoo: in sample (the models of
@@ -317,6 +318,10 @@ pub struct BaseComparison {
 /// The result of the trigger search.
 #[derive(Clone, Debug, Serialize)]
 pub struct TriggerScan {
+    /// Whether the vocabulary was searched (`scan backdoor`) rather than only the given
+    /// candidates probed (`scan probe`). The `high_z` rule needs the searched population: a
+    /// handful of listed candidates has no spread to be an outlier of.
+    pub searched: bool,
     /// Classes of the model.
     pub classes: usize,
     /// The model-level suspicion score: the highest strength
@@ -756,6 +761,7 @@ fn trigger_scan_inner(
         None
     };
     Ok(TriggerScan {
+        searched: search,
         classes,
         model_score,
         single_score,
@@ -879,13 +885,19 @@ impl TriggerScan {
         c.ids.len() == 1 || c.sources.contains(&Source::User) || cfg.score_phrases
     }
 
+    /// Whether candidate `c` is reported at `medium` or above (B015 or B016).
+    fn reported(&self, c: &CandidateResult, cfg: &ClassifierScanConfig) -> bool {
+        self.is_high(c, cfg)
+            || (!c.natural && c.excess >= cfg.medium_flip_rate && c.inputs >= cfg.min_flip_inputs)
+    }
+
     /// Whether candidate `c` meets the `high` rule.
-    fn is_high(c: &CandidateResult, cfg: &ClassifierScanConfig) -> bool {
+    fn is_high(&self, c: &CandidateResult, cfg: &ClassifierScanConfig) -> bool {
         Self::scored(c, cfg)
             && !c.natural
             && c.strength().is_some_and(|s| s >= cfg.high_flip_rate)
             && c.inputs >= cfg.min_flip_inputs
-            && c.z >= cfg.high_z
+            && (!self.searched || c.z >= cfg.high_z)
     }
 
     /// Findings, charts and summary of the trigger search.
@@ -894,7 +906,7 @@ impl TriggerScan {
         let mut listed = 0usize;
         for c in &self.candidates {
             let ev = cand_json(c);
-            if Self::is_high(c, cfg) {
+            if self.is_high(c, cfg) {
                 findings.push(
                     Finding::new(
                         &TRIGGER_FLIP,
@@ -1002,7 +1014,7 @@ impl TriggerScan {
                     let corroborated = self.candidates.iter().any(|c| {
                         class_name(c.target) == class
                             && c.sources.contains(&Source::Inversion)
-                            && Self::is_high(c, cfg)
+                            && self.is_high(c, cfg)
                     });
                     if !corroborated {
                         f = f.severity(Severity::Medium);
@@ -1395,6 +1407,29 @@ fn input_detectors(
     Ok(out)
 }
 
+/// A class-level split found by the data-level detectors (Activation Clustering B001,
+/// spectral signatures B003) stays `high` only when the trigger search corroborates it: a
+/// candidate reported at `medium` or above flips inputs into that class (`targets`, class
+/// names). Otherwise it is lowered to `medium`, with the reason in the message. On the
+/// classifier zoo a clean model's training rows can split on spectral signatures of the
+/// middle layer (one of four clean models out of sample), and nothing flips into that class;
+/// a poisoned class comes with its trigger.
+fn corroborate(findings: &mut [Finding], targets: &std::collections::HashSet<String>) {
+    for f in findings.iter_mut() {
+        let class_level = f.id == report::AC_CLASS_SPLIT.id || f.id == report::SPECTRAL_CLASS.id;
+        if !class_level || f.severity != Severity::High {
+            continue;
+        }
+        let class = f.evidence["class"].as_str().unwrap_or_default();
+        if !targets.contains(class) {
+            f.severity = Severity::Medium;
+            f.message.push_str(
+                " (medium: no candidate trigger of the model flips inputs into this class)",
+            );
+        }
+    }
+}
+
 /// `tunegate scan backdoor` on a classifier: the trigger search over the vocabulary (plus the
 /// user's `candidates`), and with `train` the data-level detectors on the training rows,
 /// calibrated on `clean`. `base` (optional) is compared for flip rates and embedding drift.
@@ -1419,17 +1454,23 @@ pub fn scan_classifier(
     if let Some(train) = train {
         let train = &train[..train.len().min(cfg.max_train)];
         check_labels(train, classes)?;
-        out.merge(
-            "inputs",
-            input_detectors(model, clean, train, cfg, progress)?,
-        );
+        let mut inputs = input_detectors(model, clean, train, cfg, progress)?;
+        let targets: std::collections::HashSet<String> = ts
+            .candidates
+            .iter()
+            .filter(|c| ts.reported(c, cfg))
+            .map(|c| class_name(c.target))
+            .collect();
+        corroborate(&mut inputs.findings, &targets);
+        out.merge("inputs", inputs);
     }
     Ok(out)
 }
 
 /// `tunegate scan probe` on a classifier: the flip rates of the given `candidates` only (from a
 /// dataset report or a words file, see [`crate::scan::model::read_candidates`]), ranked, with
-/// the same decision rule as the trigger search, and compared with `base` when it is a
+/// the decision rule of the trigger search less its robust z across candidates (a short list has
+/// no population to be an outlier of), and compared with `base` when it is a
 /// classifier of the same task (a flip the base shows too is reported as B018, not as the
 /// fine-tune's doing). The summary holds `probe`.
 pub fn probe_classifier(
@@ -1447,4 +1488,29 @@ pub fn probe_classifier(
     let mut out = ScanOutcome::default();
     out.merge("probe", ts.outcome(cfg));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_level_class_splits_need_a_trigger_into_their_class_to_stay_high() {
+        let split = |class: &str| {
+            Finding::new(
+                &report::SPECTRAL_CLASS,
+                format!("class '{class}' splits"),
+                Location::default(),
+            )
+            .evidence(json!({"class": class}))
+        };
+        let row = Finding::new(&report::AC_EXAMPLE, "row", Location::default());
+        let mut f = vec![split("0"), split("1"), row];
+        let targets: std::collections::HashSet<String> = ["1".to_string()].into();
+        corroborate(&mut f, &targets);
+        assert_eq!(f[0].severity, Severity::Medium);
+        assert!(f[0].message.contains("no candidate trigger"));
+        assert_eq!(f[1].severity, Severity::High);
+        assert_eq!(f[2].severity, report::AC_EXAMPLE.severity);
+    }
 }
