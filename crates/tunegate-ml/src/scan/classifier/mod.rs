@@ -192,8 +192,10 @@ pub struct ClassifierScanConfig {
 /// fine-tuning collapses onto the label, against 0.99 and 0.95 on the mean-pooled states of
 /// the middle layer, where the poisoned rows still look like the class they came from.
 /// Known cost: on the out-of-sample zoo (`--seed 21`, training rows scanned) one of 4 clean
-/// models got a `high` spectral-signatures class finding (B003) on the middle layer and none
-/// on `cls`; the spectral calibration on these features needs more work.
+/// models got a spectral-signatures class split (B003) on the middle layer and none on `cls`;
+/// such a split is reported `high` only when a trigger the search reports flips inputs into
+/// that class (otherwise `medium`), and the spectral calibration on these features needs more
+/// work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DetectorFeatures {
