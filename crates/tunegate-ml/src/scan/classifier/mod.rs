@@ -1288,81 +1288,56 @@ fn input_detectors(
         seed: cfg.seed,
         ..Default::default()
     };
-    match activation_clustering(tfe, &train_labels, Some((cfe, &clean_labels)), &ac_cfg) {
-        Ok(r) => {
-            out.findings.extend(report::ac_findings(&r, &describe));
-            out.charts.extend(ac_scatter(&r, cfg.max_scatter_points, 6));
-            summary["activation_clustering"] = json!(r
-                .classes
-                .iter()
-                .map(
-                    |c| json!({"class": c.class, "analysed": c.analysed, "flagged": c.flagged,
-                    "minority_fraction": c.minority_fraction, "silhouette": c.silhouette,
-                    "silhouette_threshold": c.silhouette_threshold, "rationale": c.rationale})
-                )
-                .collect::<Vec<_>>());
-            if cfg.row_scores {
-                summary["ac_row_scores"] = json!(r.scores);
-            }
+    let ac = activation_clustering(tfe, &train_labels, Some((cfe, &clean_labels)), &ac_cfg);
+    if let Some(r) = soft("activation clustering", ac, &mut out)? {
+        out.findings.extend(report::ac_findings(&r, &describe));
+        out.charts.extend(ac_scatter(&r, cfg.max_scatter_points, 6));
+        summary["activation_clustering"] = json!(r
+            .classes
+            .iter()
+            .map(
+                |c| json!({"class": c.class, "analysed": c.analysed, "flagged": c.flagged,
+                "minority_fraction": c.minority_fraction, "silhouette": c.silhouette,
+                "silhouette_threshold": c.silhouette_threshold, "rationale": c.rationale})
+            )
+            .collect::<Vec<_>>());
+        if cfg.row_scores {
+            summary["ac_row_scores"] = json!(r.scores);
         }
-        Err(e) if soft_error(&e) => out.findings.push(Finding::new(
-            &SCAN_LIMITED,
-            format!("activation clustering did not run: {e}"),
-            Location::default(),
-        )),
-        Err(e) => return Err(scan_err("activation clustering", e)),
     }
     let ss_cfg = SpectralConfig {
         seed: cfg.seed,
         ..Default::default()
     };
-    match spectral_signatures(tfe, &train_labels, Some((cfe, &clean_labels)), &ss_cfg) {
-        Ok(r) => {
-            out.findings
-                .extend(report::spectral_findings(&r, &describe));
-            out.charts.extend(report::spectral_charts(&r, &class_name));
-            summary["spectral_signatures"] = json!(r
-                .classes
-                .iter()
-                .map(
-                    |c| json!({"class": c.class, "analysed": c.analysed, "flagged": c.flagged,
-                    "outliers": c.outliers, "expected": c.expected, "p_value": c.p_value})
-                )
-                .collect::<Vec<_>>());
-            if cfg.row_scores {
-                summary["spectral_row_scores"] = json!(r.scores);
-            }
+    let ss = spectral_signatures(tfe, &train_labels, Some((cfe, &clean_labels)), &ss_cfg);
+    if let Some(r) = soft("spectral signatures", ss, &mut out)? {
+        out.findings
+            .extend(report::spectral_findings(&r, &describe));
+        out.charts.extend(report::spectral_charts(&r, &class_name));
+        summary["spectral_signatures"] = json!(r
+            .classes
+            .iter()
+            .map(
+                |c| json!({"class": c.class, "analysed": c.analysed, "flagged": c.flagged,
+                "outliers": c.outliers, "expected": c.expected, "p_value": c.p_value})
+            )
+            .collect::<Vec<_>>());
+        if cfg.row_scores {
+            summary["spectral_row_scores"] = json!(r.scores);
         }
-        Err(e) if soft_error(&e) => out.findings.push(Finding::new(
-            &SCAN_LIMITED,
-            format!("spectral signatures did not run: {e}"),
-            Location::default(),
-        )),
-        Err(e) => return Err(scan_err("spectral signatures", e)),
     }
-    match mahalanobis_layers(&cf, &clean_labels, &tf, cfg.target_fpr) {
-        Ok(s) => {
-            out.findings.extend(report::input_findings(
-                InputDetector::Mahalanobis,
-                &s,
-                cfg.target_fpr,
-                cfg.excess_alpha,
-                &describe,
-            ));
-            out.charts
-                .push(report::input_chart(InputDetector::Mahalanobis, &s));
-            summary["mahalanobis"] = json!({"flagged": s.flagged.len(), "rows": s.scores.len(),
-                "threshold": s.threshold, "rationale": s.rationale});
-            if cfg.row_scores {
-                summary["mahalanobis_row_scores"] = json!(s.scores);
-            }
-        }
-        Err(e) if soft_error(&e) => out.findings.push(Finding::new(
-            &SCAN_LIMITED,
-            format!("Mahalanobis detector did not run: {e}"),
-            Location::default(),
-        )),
-        Err(e) => return Err(scan_err("Mahalanobis detector", e)),
+    let md = mahalanobis_layers(&cf, &clean_labels, &tf, cfg.target_fpr);
+    if let Some(s) = soft("Mahalanobis detector", md, &mut out)? {
+        let kind = InputDetector::Mahalanobis;
+        add_input_scores(
+            &mut out,
+            &mut summary,
+            "mahalanobis",
+            kind,
+            &s,
+            cfg,
+            &describe,
+        );
     }
     let clean_texts: Vec<&str> = clean.iter().map(|r| r.text.as_str()).collect();
     let train_texts: Vec<&str> = train.iter().map(|r| r.text.as_str()).collect();
@@ -1371,42 +1346,77 @@ fn input_detectors(
     let ch = strip::entropies(model, &clean_texts, &donors, cfg, cfg.seed ^ 0x57, progress)?;
     let th = strip::entropies(model, &train_texts, &donors, cfg, cfg.seed ^ 0x75, progress)?;
     progress.finish();
-    match detectors::strip_detector(&ch, &th, cfg.target_fpr) {
-        Ok(s) => {
-            out.findings.extend(report::input_findings(
-                InputDetector::Strip,
-                &s,
-                cfg.target_fpr,
-                cfg.excess_alpha,
-                &describe,
-            ));
-            out.charts
-                .push(report::input_chart(InputDetector::Strip, &s));
-            out.charts.push(report::histogram(
-                "strip-entropy-clean",
-                &format!(
-                    "STRIP mean entropy (nats) of the clean reference inputs (threshold {:.4})",
-                    s.threshold
-                ),
-                &ch,
-                30,
-                "inputs",
-            ));
-            summary["strip"] = json!({"flagged": s.flagged.len(), "rows": s.scores.len(),
-                "threshold": s.threshold, "rationale": s.rationale});
-            if cfg.row_scores {
-                summary["strip_row_scores"] = json!(s.scores);
-            }
-        }
-        Err(e) if soft_error(&e) => out.findings.push(Finding::new(
-            &SCAN_LIMITED,
-            format!("STRIP did not run: {e}"),
-            Location::default(),
-        )),
-        Err(e) => return Err(scan_err("STRIP", e)),
+    let st = detectors::strip_detector(&ch, &th, cfg.target_fpr);
+    if let Some(s) = soft("STRIP", st, &mut out)? {
+        add_input_scores(
+            &mut out,
+            &mut summary,
+            "strip",
+            InputDetector::Strip,
+            &s,
+            cfg,
+            &describe,
+        );
+        out.charts.push(report::histogram(
+            "strip-entropy-clean",
+            &format!(
+                "STRIP mean entropy (nats) of the clean reference inputs (threshold {:.4})",
+                s.threshold
+            ),
+            &ch,
+            30,
+            "inputs",
+        ));
     }
     out.summary = summary;
     Ok(out)
+}
+
+/// A data-level detector's result: its value, or `None` after recording a soft error (too few
+/// rows, a degenerate class) as a B021 finding; any other error ends the scan.
+fn soft<T>(
+    what: &str,
+    r: std::result::Result<T, ScanError>,
+    out: &mut ScanOutcome,
+) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if soft_error(&e) => {
+            out.findings.push(Finding::new(
+                &SCAN_LIMITED,
+                format!("{what} did not run: {e}"),
+                Location::default(),
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(scan_err(what, e)),
+    }
+}
+
+/// A per-input detector's findings, score histogram and summary (`key`, and `{key}_row_scores`
+/// with `row_scores`).
+fn add_input_scores(
+    out: &mut ScanOutcome,
+    summary: &mut Value,
+    key: &str,
+    kind: InputDetector,
+    s: &ExampleScores,
+    cfg: &ClassifierScanConfig,
+    describe: &Describe<'_>,
+) {
+    out.findings.extend(report::input_findings(
+        kind,
+        s,
+        cfg.target_fpr,
+        cfg.excess_alpha,
+        describe,
+    ));
+    out.charts.push(report::input_chart(kind, s));
+    summary[key] = json!({"flagged": s.flagged.len(), "rows": s.scores.len(),
+        "threshold": s.threshold, "rationale": s.rationale});
+    if cfg.row_scores {
+        summary[format!("{key}_row_scores")] = json!(s.scores);
+    }
 }
 
 /// A class-level split found by the data-level detectors (Activation Clustering B001,
