@@ -29,11 +29,7 @@ fn zoo() -> &'static Zoo {
     ZOO.get_or_init(|| {
         single_threaded();
         let dir = tempfile::tempdir().unwrap();
-        let spec = ZooSpec {
-            base_records: 800,
-            ft_records: 400,
-            ..ZooSpec::small(true)
-        };
+        let spec = ZooSpec::small_safety();
         let base = build_base(dir.path(), &spec).unwrap();
         eprintln!(
             "base: task {:.2}, safety references {:.2}",

@@ -23,6 +23,15 @@ fn tg(dir: &Path) -> Command {
     c
 }
 
+/// Runs `tunegate scan ARGS…` in `dir` (one candle thread) and returns its output.
+macro_rules! scan {
+    ($dir:expr; $($arg:expr),* $(,)?) => {{
+        let mut c = tg($dir);
+        $(c.arg($arg);)*
+        c.output().unwrap()
+    }};
+}
+
 fn json_file(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
@@ -132,17 +141,7 @@ fn probe_flags_the_true_trigger_of_a_backdoored_classifier_and_not_a_decoy() {
     let words = work.path().join("words.txt");
     std::fs::write(&words, format!("# candidates\ntable\n{}\n", z.trigger)).unwrap();
     let out = work.path().join("probe.json");
-    let o = tg(work.path())
-        .arg("probe")
-        .arg(&z.model.adapter_dir)
-        .arg("--triggers")
-        .arg(&words)
-        .arg("--clean")
-        .arg(&z.model.clean_path)
-        .args(["--format", "json", "-q", "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "probe", &z.model.adapter_dir, "--triggers", &words, "--clean", &z.model.clean_path, "--format", "json", "-q", "-o", &out);
     let r = json_file(&out);
     assert_eq!(
         o.status.code(),
@@ -181,19 +180,7 @@ fn backdoor_scan_of_a_classifier_reports_detectors_charts_and_metrics() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("bd.json");
     let prom = work.path().join("scan.prom");
-    let o = tg(work.path())
-        .arg("backdoor")
-        .arg(&z.model.adapter_dir)
-        .arg("--clean")
-        .arg(&z.model.clean_path)
-        .arg("--train")
-        .arg(&z.model.train_path)
-        .args(["--format", "json", "-q", "--fail-on", "critical", "-o"])
-        .arg(&out)
-        .arg("--metrics-file")
-        .arg(&prom)
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "backdoor", &z.model.adapter_dir, "--clean", &z.model.clean_path, "--train", &z.model.train_path, "--format", "json", "-q", "--fail-on", "critical", "-o", &out, "--metrics-file", &prom);
     // Nothing is critical, so the scan passes its gate whatever it found.
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = json_file(&out);
@@ -230,17 +217,7 @@ fn backdoor_scan_of_a_classifier_reports_detectors_charts_and_metrics() {
 
     // The same scan as HTML: a self-contained page with the cluster scatter as SVG.
     let html = work.path().join("bd.html");
-    let o = tg(work.path())
-        .arg("backdoor")
-        .arg(&z.model.adapter_dir)
-        .arg("--clean")
-        .arg(&z.model.clean_path)
-        .arg("--train")
-        .arg(&z.model.train_path)
-        .args(["--format", "html", "-q", "--fail-on", "critical", "-o"])
-        .arg(&html)
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "backdoor", &z.model.adapter_dir, "--clean", &z.model.clean_path, "--train", &z.model.train_path, "--format", "html", "-q", "--fail-on", "critical", "-o", &html);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(
@@ -258,12 +235,7 @@ fn classifier_scans_refuse_bad_input_with_exit_2_naming_it() {
     let z = cls();
     let work = tempfile::tempdir().unwrap();
     // No --clean for a classifier.
-    let o = tg(work.path())
-        .arg("backdoor")
-        .arg(&z.model.adapter_dir)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "backdoor", &z.model.adapter_dir, "-q");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--clean"), "{}", stderr(&o));
     // A bad label names the file and the line.
@@ -272,69 +244,28 @@ fn classifier_scans_refuse_bad_input_with_exit_2_naming_it() {
     writeln!(f, "{{\"text\": \"a good film\", \"label\": 1}}").unwrap();
     writeln!(f, "{{\"text\": \"a bad film\", \"label\": \"x\"}}").unwrap();
     drop(f);
-    let o = tg(work.path())
-        .arg("probe")
-        .arg(&z.model.adapter_dir)
-        .args(["--triggers", "words.txt"])
-        .arg("--clean")
-        .arg(&bad)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "probe", &z.model.adapter_dir, "--triggers", "words.txt", "--clean", &bad, "-q");
     assert_eq!(o.status.code(), Some(2));
     std::fs::write(work.path().join("words.txt"), "cf\n").unwrap();
-    let o = tg(work.path())
-        .arg("probe")
-        .arg(&z.model.adapter_dir)
-        .args(["--triggers", "words.txt"])
-        .arg("--clean")
-        .arg(&bad)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "probe", &z.model.adapter_dir, "--triggers", "words.txt", "--clean", &bad, "-q");
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("clean.jsonl") && e.contains('2'), "{e}");
     // diff and safety compare causal LMs.
     let prompts = work.path().join("p.jsonl");
     std::fs::write(&prompts, "{\"prompt\": \"hello\"}\n").unwrap();
-    let o = tg(work.path())
-        .arg("diff")
-        .arg(&z.model.adapter_dir)
-        .arg("--base")
-        .arg(&z.model.base_dir)
-        .arg("--prompts")
-        .arg(&prompts)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "diff", &z.model.adapter_dir, "--base", &z.model.base_dir, "--prompts", &prompts, "-q");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("classifier"), "{}", stderr(&o));
     // An unknown config key names the config file.
     let conf = work.path().join("scan.toml");
     std::fs::write(&conf, "[classifier]\nno_such_key = 1\n").unwrap();
-    let o = tg(work.path())
-        .arg("backdoor")
-        .arg(&z.model.adapter_dir)
-        .arg("--clean")
-        .arg(&z.model.clean_path)
-        .arg("--config")
-        .arg(&conf)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "backdoor", &z.model.adapter_dir, "--clean", &z.model.clean_path, "--config", &conf, "-q");
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("scan.toml") && e.contains("no_such_key"), "{e}");
     // A missing model folder.
-    let o = tg(work.path())
-        .arg("backdoor")
-        .arg(work.path().join("nope"))
-        .arg("--clean")
-        .arg(&z.model.clean_path)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "backdoor", work.path().join("nope"), "--clean", &z.model.clean_path, "-q");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
 }
@@ -405,19 +336,7 @@ fn lm() -> &'static Lm {
 fn diff_fails_the_off_objective_finetune_and_passes_the_clean_one() {
     let z = lm();
     let work = tempfile::tempdir().unwrap();
-    let run = |model: &Path, out: &Path| {
-        tg(work.path())
-            .arg("diff")
-            .arg(model)
-            .arg("--base")
-            .arg(&z.base)
-            .arg("--prompts")
-            .arg(&z.prompts)
-            .args(["--format", "json", "-q", "-o"])
-            .arg(out)
-            .output()
-            .unwrap()
-    };
+    let run = |model: &Path, out: &Path| scan!(work.path(); "diff", model, "--base", &z.base, "--prompts", &z.prompts, "--format", "json", "-q", "-o", out);
     let out = work.path().join("off.json");
     let o = run(&z.off_topic, &out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -453,19 +372,7 @@ fn probe_and_backdoor_scans_name_the_trigger_of_a_backdoored_lm() {
     let words = work.path().join("words.txt");
     std::fs::write(&words, format!("table\n{}\nriver\n", z.trigger)).unwrap();
     let out = work.path().join("probe.json");
-    let o = tg(work.path())
-        .arg("probe")
-        .arg(&z.backdoor)
-        .arg("--base")
-        .arg(&z.base)
-        .arg("--triggers")
-        .arg(&words)
-        .arg("--clean")
-        .arg(&z.prompts)
-        .args(["--format", "json", "-q", "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "probe", &z.backdoor, "--base", &z.base, "--triggers", &words, "--clean", &z.prompts, "--format", "json", "-q", "-o", &out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = json_file(&out);
     assert_eq!(r["gate"], "backdoor-probe");
@@ -487,34 +394,13 @@ fn probe_and_backdoor_scans_name_the_trigger_of_a_backdoored_lm() {
 
     // The same fine-tune through `scan backdoor` (target inversion, no word list): fails.
     let out = work.path().join("bd.json");
-    let o = tg(work.path())
-        .arg("backdoor")
-        .arg(&z.backdoor)
-        .arg("--base")
-        .arg(&z.base)
-        .arg("--clean")
-        .arg(&z.prompts)
-        .args(["--format", "json", "-q", "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "backdoor", &z.backdoor, "--base", &z.base, "--clean", &z.prompts, "--format", "json", "-q", "-o", &out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = json_file(&out);
     assert_eq!(r["gate"], "backdoor");
 
     // The clean fine-tune probed with the same words passes.
-    let o = tg(work.path())
-        .arg("probe")
-        .arg(&z.clean)
-        .arg("--base")
-        .arg(&z.base)
-        .arg("--triggers")
-        .arg(&words)
-        .arg("--clean")
-        .arg(&z.prompts)
-        .args(["--format", "json", "-q"])
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "probe", &z.clean, "--base", &z.base, "--triggers", &words, "--clean", &z.prompts, "--format", "json", "-q");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["verdict"], "pass");
@@ -524,12 +410,7 @@ fn probe_and_backdoor_scans_name_the_trigger_of_a_backdoored_lm() {
 fn safety_needs_a_base_and_names_the_bad_line_of_a_user_suite() {
     let z = lm();
     let work = tempfile::tempdir().unwrap();
-    let o = tg(work.path())
-        .arg("safety")
-        .arg(&z.clean)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "safety", &z.clean, "-q");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--base"), "{}", stderr(&o));
     let suite = work.path().join("suite.jsonl");
@@ -538,16 +419,7 @@ fn safety_needs_a_base_and_names_the_bad_line_of_a_user_suite() {
         "{\"id\": \"a\", \"suite\": \"mine\", \"prompt\": \"hi\", \"safe\": \"hello\", \"unsafe\": \"bye\"}\n{\"id\": \"b\", \"promt\": \"typo\"}\n",
     )
     .unwrap();
-    let o = tg(work.path())
-        .arg("safety")
-        .arg(&z.clean)
-        .arg("--base")
-        .arg(&z.base)
-        .arg("--suite")
-        .arg(&suite)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = scan!(work.path(); "safety", &z.clean, "--base", &z.base, "--suite", &suite, "-q");
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("suite.jsonl") && e.contains("promt"), "{e}");
@@ -557,11 +429,7 @@ fn safety_needs_a_base_and_names_the_bad_line_of_a_user_suite() {
 fn safety_regression_of_an_unsafe_finetune_fails_the_gate() {
     single_threaded();
     let dir = tempfile::tempdir().unwrap();
-    let spec = lmzoo::ZooSpec {
-        base_records: 800,
-        ft_records: 400,
-        ..lmzoo::ZooSpec::small(true)
-    };
+    let spec = lmzoo::ZooSpec::small_safety();
     let base = lmzoo::build_base(dir.path(), &spec).unwrap();
     let bad = lmzoo::build_finetune(
         &base.dir,
@@ -573,15 +441,7 @@ fn safety_regression_of_an_unsafe_finetune_fails_the_gate() {
     )
     .unwrap();
     let out = dir.path().join("safety.json");
-    let o = tg(dir.path())
-        .arg("safety")
-        .arg(&bad.dir)
-        .arg("--base")
-        .arg(&base.dir)
-        .args(["--format", "json", "-q", "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = scan!(dir.path(); "safety", &bad.dir, "--base", &base.dir, "--format", "json", "-q", "-o", &out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = json_file(&out);
     assert_eq!(r["gate"], "safety");

@@ -490,6 +490,16 @@ impl ZooSpec {
             ..Default::default()
         }
     }
+
+    /// The safety zoo of the CI proofs: [`ZooSpec::small`] with the safety suites, and fewer
+    /// records (the safety items are replayed in every run).
+    pub fn small_safety() -> Self {
+        ZooSpec {
+            base_records: 800,
+            ft_records: 400,
+            ..ZooSpec::small(true)
+        }
+    }
 }
 
 /// A random Llama over `vocab` in `dir` (config, tokenizer, weights).
