@@ -596,14 +596,18 @@ fn poison_clusters(
     }
 
     // Corpus document frequency of the candidate tokens (prompt or response), one pass.
-    let mut slot_of: HashMap<u32, u32> = HashMap::new();
+    // A dense token → slot table: the pass below looks up every token of every record, so a
+    // hashed map there costs more than the whole vocabulary's worth of `u32`s.
+    let mut slot_of = vec![u32::MAX; c.vocab.len()];
+    let mut k = 0usize;
     for sh in &shaped {
         for &(t, _) in &sh.cands {
-            let next = slot_of.len() as u32;
-            slot_of.entry(t).or_insert(next);
+            if slot_of[t as usize] == u32::MAX {
+                slot_of[t as usize] = k as u32;
+                k += 1;
+            }
         }
     }
-    let k = slot_of.len();
     let df: Vec<usize> = (0..n)
         .into_par_iter()
         .fold(
@@ -611,7 +615,8 @@ fn poison_clusters(
             |(mut acc, mut hit), i| {
                 hit.clear();
                 for &t in c.prompt.tokens.of(i).iter().chain(c.response.tokens.of(i)) {
-                    if let Some(&s) = slot_of.get(&t) {
+                    let s = slot_of[t as usize];
+                    if s != u32::MAX {
                         hit.push(s);
                     }
                 }
@@ -646,7 +651,7 @@ fn poison_clusters(
         let size = members[g as usize].len();
         let mut rare: Vec<(u32, usize, usize)> = cands
             .into_iter()
-            .map(|(t, inside)| (t, df[slot_of[&t] as usize], inside))
+            .map(|(t, inside)| (t, df[slot_of[t as usize] as usize], inside))
             .filter(|&(_, d, _)| {
                 d as f64 <= RARE_DF_SHARE * n as f64 && d <= RARE_DF_CLUSTER * size
             })
