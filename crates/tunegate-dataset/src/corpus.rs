@@ -59,23 +59,35 @@ pub struct Corpus {
     pub vocab: Vec<String>,
 }
 
-/// One record's normalized text per role, with token positions, kept only while its chunk is
-/// interned.
-struct Prepared {
-    text: [String; 3],
-    /// (hash, byte start, byte end) of each token in `text[role]`.
-    toks: [Vec<(u64, u32, u32)>; 3],
-    hash: [u128; 3],
-    present: [bool; 3],
-    chars: [u32; 3],
-    record: u128,
+/// A run of consecutive records prepared on one thread: normalized, tokenized, hashed, and each
+/// token resolved against the vocabulary as it stood when the chunk started. Tokens the
+/// vocabulary did not hold yet are listed in `unknown`, in record, role and token order, for
+/// the in-order pass that gives them ids.
+#[derive(Default)]
+struct Part {
+    /// Token ids per role (`u32::MAX` where `unknown` holds the token).
+    ids: [Vec<u32>; 3],
+    /// Tokens per record per role.
+    lens: [Vec<u32>; 3],
+    hash: [Vec<u128>; 3],
+    present: [Vec<bool>; 3],
+    chars: [Vec<u32>; 3],
+    record: Vec<u128>,
+    /// (role, position in `ids[role]`, token hash, byte range in `spelling`).
+    unknown: Vec<(u8, u32, u64, u32, u32)>,
+    /// The spellings of the unknown tokens, end to end.
+    spelling: String,
 }
 
 const ROLES: [Role; 3] = [Role::Prompt, Role::Response, Role::Rejected];
 
-/// Records normalized in parallel per chunk; the chunk bounds transient memory (normalized
-/// strings and 64-bit token hashes exist for one chunk at a time, not for the whole corpus).
-const CHUNK: usize = 32 * 1024;
+/// Records per part (one parallel task).
+const PART: usize = 512;
+/// Records per chunk: the first chunk is small so that most of the vocabulary is known before
+/// the big ones, whose tokens are then mostly resolved in parallel; chunks double up to
+/// [`MAX_CHUNK`].
+const FIRST_CHUNK: usize = 4 * 1024;
+const MAX_CHUNK: usize = 64 * 1024;
 
 /// A hasher for keys that are already uniformly distributed 64-bit hashes.
 #[derive(Default, Clone, Copy)]
@@ -97,110 +109,131 @@ impl std::hash::Hasher for PreHashed {
 
 type Interner = HashMap<u64, u32, std::hash::BuildHasherDefault<PreHashed>>;
 
-fn prepare(r: &crate::Record) -> Prepared {
-    let mut p = Prepared {
-        text: Default::default(),
-        toks: Default::default(),
-        hash: [0; 3],
-        present: [false; 3],
-        chars: [0; 3],
-        record: 0,
-    };
-    for (k, role) in ROLES.iter().enumerate() {
-        let mut fields = r.fields.iter().filter(|f| f.role == *role);
-        let Some(first) = fields.next() else {
-            continue;
-        };
-        // One field per role is the common case: normalize it in place, no joined copy.
-        let n = if fields.next().is_none() {
-            normalize(&first.text)
-        } else {
-            normalize(&r.text_of(*role))
-        };
-        p.present[k] = true;
-        p.hash[k] = xxh3_128(n.as_bytes());
-        p.chars[k] = if n.is_ascii() {
-            n.len() as u32
-        } else {
-            n.chars().count() as u32
-        };
-        let base = n.as_ptr() as usize;
-        let mut toks = Vec::with_capacity(n.len() / 5 + 1);
-        toks.extend(words(&n).map(|w| {
-            let start = (w.as_ptr() as usize - base) as u32;
-            (
-                xxhash_rust::xxh3::xxh3_64(w.as_bytes()),
-                start,
-                start + w.len() as u32,
-            )
-        }));
-        p.toks[k] = toks;
-        p.text[k] = n;
+/// Prepares `records` into one [`Part`], resolving tokens against `intern` (read only).
+fn prepare(records: &[crate::Record], intern: &Interner) -> Part {
+    let mut p = Part::default();
+    for r in records {
+        let mut hash = [0u128; 3];
+        let mut present = [false; 3];
+        for (k, role) in ROLES.iter().enumerate() {
+            let mut fields = r.fields.iter().filter(|f| f.role == *role);
+            let Some(first) = fields.next() else {
+                p.lens[k].push(0);
+                p.hash[k].push(0);
+                p.present[k].push(false);
+                p.chars[k].push(0);
+                continue;
+            };
+            // One field per role is the common case: normalize it in place, no joined copy.
+            let n = if fields.next().is_none() {
+                normalize(&first.text)
+            } else {
+                normalize(&r.text_of(*role))
+            };
+            present[k] = true;
+            hash[k] = xxh3_128(n.as_bytes());
+            p.hash[k].push(hash[k]);
+            p.present[k].push(true);
+            p.chars[k].push(if n.is_ascii() {
+                n.len() as u32
+            } else {
+                n.chars().count() as u32
+            });
+            let before = p.ids[k].len();
+            for w in words(&n) {
+                let h = xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+                let id = match intern.get(&h) {
+                    Some(&id) => id,
+                    None => {
+                        let s = p.spelling.len() as u32;
+                        p.spelling.push_str(w);
+                        let pos = p.ids[k].len() as u32;
+                        p.unknown
+                            .push((k as u8, pos, h, s, p.spelling.len() as u32));
+                        u32::MAX
+                    }
+                };
+                p.ids[k].push(id);
+            }
+            p.lens[k].push((p.ids[k].len() - before) as u32);
+        }
+        // The whole-record digest combines the per-role digests (and the label) instead of
+        // hashing the text a second time.
+        let mut all = xxhash_rust::xxh3::Xxh3::new();
+        for k in 0..3 {
+            all.update(&[u8::from(present[k])]);
+            all.update(&hash[k].to_le_bytes());
+        }
+        if let Some(l) = &r.label {
+            all.update(&[2]);
+            all.update(normalize(l).as_bytes());
+        }
+        p.record.push(all.digest128());
     }
-    // The whole-record digest combines the per-role digests (and the label) instead of hashing
-    // the text a second time.
-    let mut all = xxhash_rust::xxh3::Xxh3::new();
-    for k in 0..3 {
-        all.update(&[u8::from(p.present[k])]);
-        all.update(&p.hash[k].to_le_bytes());
-    }
-    if let Some(l) = &r.label {
-        all.update(&[2]);
-        all.update(normalize(l).as_bytes());
-    }
-    p.record = all.digest128();
     p
 }
 
 impl Corpus {
-    /// Builds the corpus for `ds`: records are normalized and tokenized in parallel, chunk by
-    /// chunk, and tokens are interned in record order, so ids are deterministic.
+    /// Builds the corpus for `ds`. Records are normalized, tokenized and looked up in the
+    /// vocabulary in parallel, chunk by chunk; an in-order pass over each chunk then gives the
+    /// tokens new to the vocabulary their ids in order of first occurrence, so ids are the same
+    /// whatever the thread count.
     pub fn build(ds: &Dataset) -> Corpus {
+        let n = ds.records.len();
         let mut intern = Interner::default();
         let mut vocab: Vec<String> = Vec::new();
         let mut views: [View; 3] = Default::default();
         for v in views.iter_mut() {
-            v.tokens.offsets.reserve(ds.records.len() + 1);
+            v.tokens.offsets.reserve(n + 1);
             v.tokens.offsets.push(0);
-            v.hash.reserve(ds.records.len());
-            v.present.reserve(ds.records.len());
-            v.chars.reserve(ds.records.len());
+            v.hash.reserve(n);
+            v.present.reserve(n);
+            v.chars.reserve(n);
         }
-        let mut record_hash = Vec::with_capacity(ds.records.len());
-        // Pipeline: while one chunk is interned (sequential, deterministic ids), the next one
-        // is normalized and tokenized on the other threads.
-        let mut intern_chunk = |prepared: Vec<Prepared>| {
-            for p in &prepared {
-                for (k, v) in views.iter_mut().enumerate() {
-                    for &(h, s, e) in &p.toks[k] {
-                        let id = *intern.entry(h).or_insert_with(|| {
-                            vocab.push(p.text[k][s as usize..e as usize].to_string());
-                            (vocab.len() - 1) as u32
-                        });
-                        v.tokens.ids.push(id);
-                    }
-                    v.tokens.offsets.push(v.tokens.ids.len());
-                    v.hash.push(p.hash[k]);
-                    v.present.push(p.present[k]);
-                    v.chars.push(p.chars[k]);
+        let mut record_hash = Vec::with_capacity(n);
+        let mut done = 0;
+        let mut chunk = FIRST_CHUNK;
+        while done < n {
+            let records = &ds.records[done..(done + chunk).min(n)];
+            let parts: Vec<Part> = records
+                .par_chunks(PART)
+                .map(|rs| prepare(rs, &intern))
+                .collect();
+            for mut part in parts {
+                for &(k, pos, h, s, e) in &part.unknown {
+                    let id = *intern.entry(h).or_insert_with(|| {
+                        vocab.push(part.spelling[s as usize..e as usize].to_string());
+                        (vocab.len() - 1) as u32
+                    });
+                    part.ids[k as usize][pos as usize] = id;
                 }
-                record_hash.push(p.record);
+                for (k, v) in views.iter_mut().enumerate() {
+                    v.tokens.ids.extend_from_slice(&part.ids[k]);
+                    let mut end = *v.tokens.offsets.last().unwrap_or(&0);
+                    v.tokens.offsets.extend(part.lens[k].iter().map(|&l| {
+                        end += l as usize;
+                        end
+                    }));
+                    v.hash.extend_from_slice(&part.hash[k]);
+                    v.present.extend_from_slice(&part.present[k]);
+                    v.chars.extend_from_slice(&part.chars[k]);
+                }
+                record_hash.extend_from_slice(&part.record);
             }
-        };
-        let mut pending: Option<Vec<Prepared>> = None;
-        for chunk in ds.records.chunks(CHUNK) {
-            let (prepared, ()) = rayon::join(
-                || chunk.par_iter().map(prepare).collect::<Vec<Prepared>>(),
-                || {
-                    if let Some(p) = pending.take() {
-                        intern_chunk(p);
-                    }
-                },
-            );
-            pending = Some(prepared);
-        }
-        if let Some(p) = pending.take() {
-            intern_chunk(p);
+            done += records.len();
+            if done == records.len() && done < n {
+                // Reserve the token arrays once, from the first chunk's tokens per record
+                // (with a margin), instead of doubling them as they grow: untouched capacity
+                // costs address space, not memory.
+                for v in views.iter_mut() {
+                    let per = v.tokens.ids.len() as f64 / done as f64;
+                    let want = (per * n as f64 * 1.25) as usize;
+                    v.tokens
+                        .ids
+                        .reserve(want.saturating_sub(v.tokens.ids.len()));
+                }
+            }
+            chunk = (chunk * 2).min(MAX_CHUNK);
         }
         let [prompt, response, rejected] = views;
         Corpus {
