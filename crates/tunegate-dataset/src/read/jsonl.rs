@@ -36,8 +36,10 @@ enum Outcome {
 /// Reads JSON Lines from `src`.
 ///
 /// Lines are split and hashed in order on the calling thread and parsed in batches on rayon, so
-/// memory stays bounded by one batch plus the records kept, and results keep read order.
-pub(crate) fn read<R: Read>(src: R, ctx: &Ctx, progress: &dyn Progress) -> Result<FileData> {
+/// memory stays bounded by two batches plus the records kept, and results keep read order.
+/// While one batch is parsed, the next is filled: splitting and hashing are sequential, so
+/// without the overlap the other threads would wait for them.
+pub(crate) fn read<R: Read + Send>(src: R, ctx: &Ctx, progress: &dyn Progress) -> Result<FileData> {
     let tap = Tap::new(src, progress);
     let mut lines = Lines::new(
         BufReader::with_capacity(256 * 1024, tap),
@@ -48,10 +50,9 @@ pub(crate) fn read<R: Read>(src: R, ctx: &Ctx, progress: &dyn Progress) -> Resul
     let mut out = Collect::default();
     let mut scratch = Vec::new();
     let mut batch = Batch::default();
+    let mut next = Batch::default();
+    let mut more = fill(&mut lines, &mut scratch, &mut batch, ctx)?;
     loop {
-        batch.bytes.clear();
-        batch.items.clear();
-        let more = fill(&mut lines, &mut scratch, &mut batch, ctx)?;
         let mut items = batch.items.iter();
         // Until the schema is known, one record at a time: the first object decides it.
         while schema.is_none() {
@@ -68,19 +69,33 @@ pub(crate) fn read<R: Read>(src: R, ctx: &Ctx, progress: &dyn Progress) -> Resul
                 }
             }
         }
-        if let Some(s) = schema {
-            let rest: Vec<_> = items.collect();
-            let outcomes: Vec<Outcome> = rest
-                .par_iter()
-                .map(|(meta, range)| outcome(parse(meta, &batch.bytes[range.clone()], ctx), s))
-                .collect();
-            for ((meta, _), o) in rest.iter().zip(outcomes) {
-                push(&mut out, ctx, meta, o);
+        let rest: Vec<_> = items.collect();
+        let parse_rest = || -> Vec<Outcome> {
+            match schema {
+                Some(s) => rest
+                    .par_iter()
+                    .map(|(meta, range)| outcome(parse(meta, &batch.bytes[range.clone()], ctx), s))
+                    .collect(),
+                None => Vec::new(),
             }
+        };
+        next.bytes.clear();
+        next.items.clear();
+        let (outcomes, filled) = if more {
+            rayon::join(parse_rest, || {
+                fill(&mut lines, &mut scratch, &mut next, ctx)
+            })
+        } else {
+            (parse_rest(), Ok(false))
+        };
+        for ((meta, _), o) in rest.iter().zip(outcomes) {
+            push(&mut out, ctx, meta, o);
         }
         if !more {
             break;
         }
+        more = filled?;
+        std::mem::swap(&mut batch, &mut next);
     }
     let records = out.seen;
     let done = lines
