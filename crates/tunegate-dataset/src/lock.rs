@@ -347,7 +347,7 @@ pub fn verify_lock(lock: &Lockfile, base: &Path, progress: &dyn Progress) -> Res
             findings.push(f);
         }
     }
-    let locked: HashSet<&str> = lock.files.iter().map(|f| f.path.as_str()).collect();
+    let locked: HashSet<&str> = lock.files.iter().map(|f| &*f.path).collect();
     for root in &lock.roots {
         let dir = resolve(base, root);
         if !dir.is_dir() {

@@ -111,8 +111,10 @@ pub enum Role {
 /// One text field of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
-    /// Column name or JSON path (`messages[2].content`, `chosen[1].content`).
-    pub path: String,
+    /// Column name or JSON path (`messages[2].content`, `chosen[1].content`). Borrowed for
+    /// the fixed field names of a schema, so a million records do not hold a million copies
+    /// of `"instruction"`.
+    pub path: std::borrow::Cow<'static, str>,
     /// What it is for.
     pub role: Role,
     /// The text as it is in the file.

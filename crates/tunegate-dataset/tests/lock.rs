@@ -96,7 +96,7 @@ fn lock_then_verify_passes() {
     )
     .unwrap();
     assert_eq!(l.roots, vec!["data".to_string()]);
-    let paths: Vec<&str> = l.files.iter().map(|f| f.path.as_str()).collect();
+    let paths: Vec<&str> = l.files.iter().map(|f| &*f.path).collect();
     assert_eq!(
         paths,
         vec![

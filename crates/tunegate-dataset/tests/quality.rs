@@ -318,7 +318,7 @@ fn generate(rng: &mut Rng) -> Gen {
 
 fn field(path: &str, role: Role, text: impl Into<String>) -> Field {
     Field {
-        path: path.into(),
+        path: path.to_string().into(),
         role,
         text: text.into(),
     }

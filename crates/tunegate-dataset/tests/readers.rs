@@ -27,7 +27,7 @@ fn read_one(path: &Path) -> Dataset {
 fn fields(r: &Record) -> Vec<(&str, Role, &str)> {
     r.fields
         .iter()
-        .map(|f| (f.path.as_str(), f.role, f.text.as_str()))
+        .map(|f| (&*f.path, f.role, f.text.as_str()))
         .collect()
 }
 

@@ -21,7 +21,7 @@ fn file(path: &str, schema: Schema, records: u64) -> tunegate_dataset::record::F
 
 fn field(path: &str, role: Role, text: &str) -> Field {
     Field {
-        path: path.to_string(),
+        path: path.to_string().into(),
         role,
         text: text.to_string(),
     }

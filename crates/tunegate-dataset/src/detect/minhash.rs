@@ -457,7 +457,7 @@ fn response_findings(
             });
             let mut l = ctx.ds.location(rec);
             if let Some(f) = rec.fields.iter().find(|f| f.role == Role::Response) {
-                l = l.field(&f.path);
+                l = l.field(&*f.path);
             }
             out.findings
                 .push(Finding::new(&NEAR_DUP, message, l).evidence(ev));

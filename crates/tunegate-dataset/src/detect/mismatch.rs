@@ -173,7 +173,7 @@ fn empty(ctx: &Ctx, out: &mut Output) {
                         )
                     };
                     Some(
-                        Finding::new(&EMPTY, msg, ctx.ds.location(rec).field(&f.path))
+                        Finding::new(&EMPTY, msg, ctx.ds.location(rec).field(&*f.path))
                             .severity(Severity::Low)
                             .evidence(json!({"kind": why, "text": excerpt(f.text.trim(), 30)})),
                     )

@@ -97,7 +97,7 @@ fn finding(
         &SUSPICIOUS,
         message,
         ds.location(record)
-            .field(&field.path)
+            .field(&*field.path)
             .span(hit.span[0], hit.span[1]),
     )
     .severity(sev)

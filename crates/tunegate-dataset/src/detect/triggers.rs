@@ -631,11 +631,11 @@ pub fn detect(ctx: &Ctx) -> Output {
         let mut loc = ctx.ds.location(record);
         for f in record.fields.iter().filter(|f| f.role == Role::Prompt) {
             if let Some((s, e)) = find_span(&f.text, &best.text) {
-                loc = loc.field(&f.path).span(s, e);
+                loc = loc.field(&*f.path).span(s, e);
                 break;
             }
             if loc.field.is_none() {
-                loc.field = Some(f.path.clone());
+                loc.field = Some(f.path.to_string());
             }
         }
         let signal = match best.target {

@@ -84,7 +84,7 @@ fn where_(field: &Field) -> String {
         Role::System => "system prompt",
     };
     if field.path == role {
-        field.path.clone()
+        field.path.to_string()
     } else {
         format!("{} ({role})", field.path)
     }
@@ -156,7 +156,7 @@ fn invisible_finding(ds: &Dataset, record: &Record, field: &Field, hit: &Unicode
         &INVISIBLE,
         message,
         ds.location(record)
-            .field(&field.path)
+            .field(&*field.path)
             .span(hit.span[0], hit.span[1]),
     )
     .severity(hit.severity)
@@ -182,7 +182,7 @@ fn invisible_summary(ds: &Dataset, record: &Record, field: &Field, rest: &[Unico
             where_(field)
         ),
         ds.location(record)
-            .field(&field.path)
+            .field(&*field.path)
             .span(span[0], span[1]),
     )
     .severity(severity)
@@ -224,7 +224,7 @@ fn confusable_finding(
         &CONFUSABLE,
         message,
         ds.location(record)
-            .field(&field.path)
+            .field(&*field.path)
             .span(hit.span[0], hit.span[1]),
     )
     .severity(hit.severity)
@@ -256,7 +256,7 @@ fn confusable_summary(
         &CONFUSABLE,
         format!("{} more look-alike words in {}", rest.len(), where_(field)),
         ds.location(record)
-            .field(&field.path)
+            .field(&*field.path)
             .span(span[0], span[1]),
     )
     .severity(severity)

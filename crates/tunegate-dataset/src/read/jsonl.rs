@@ -52,6 +52,10 @@ pub(crate) fn read<R: Read + Send>(src: R, ctx: &Ctx, progress: &dyn Progress) -
     let mut batch = Batch::default();
     let mut next = Batch::default();
     let mut more = fill(&mut lines, &mut scratch, &mut batch, ctx)?;
+    if let (true, Some(size)) = (more, ctx.file_size) {
+        let seen = batch.items.last().map_or(0, |(m, _)| m.end);
+        out.reserve_for(size, seen, batch.items.len());
+    }
     loop {
         let mut items = batch.items.iter();
         // Until the schema is known, one record at a time: the first object decides it.

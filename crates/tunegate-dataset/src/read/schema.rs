@@ -133,7 +133,8 @@ pub(crate) fn map(
                 )
             })?;
             for msg in &list {
-                m.fields.push(field(&msg.path, msg.role, msg.text.clone()));
+                m.fields
+                    .push(field(msg.path.clone(), msg.role, msg.text.clone()));
             }
             if m.fields.is_empty() {
                 return Err(bad(
@@ -165,6 +166,9 @@ pub(crate) fn map(
             m.label = Some(label_text(v)?);
         }
     }
+    // A record keeps its fields for the whole scan: drop the spare capacity pushing left (a
+    // `Vec` grows to four fields at its first push).
+    m.fields.shrink_to_fit();
     Ok(m)
 }
 
@@ -194,7 +198,7 @@ impl Cx {
     fn optional_text(
         &self,
         obj: &Map<String, Value>,
-        key: &str,
+        key: &'static str,
         role: Role,
         out: &mut Vec<Field>,
     ) -> Result<(), Bad> {
@@ -209,7 +213,7 @@ impl Cx {
     fn required_text(
         &self,
         obj: &Map<String, Value>,
-        keys: &[&str],
+        keys: &[&'static str],
         role: Role,
         out: &mut Vec<Field>,
     ) -> Result<(), Bad> {
@@ -227,14 +231,14 @@ impl Cx {
     fn side(
         &self,
         obj: &Map<String, Value>,
-        keys: &[&str],
+        keys: &[&'static str],
         side: Side,
         out: &mut Vec<Field>,
     ) -> Result<(), Bad> {
         let (key, v) = first_present(obj, keys)?;
         if let Some(list) = self.message_list(v, key)? {
             for msg in list {
-                out.push(field(&msg.path, side_role(side, msg.role), msg.text));
+                out.push(field(msg.path, side_role(side, msg.role), msg.text));
             }
             return Ok(());
         }
@@ -395,7 +399,7 @@ fn preference(cx: &Cx, obj: &Map<String, Value>, out: &mut Vec<Field>) -> Result
                 } else {
                     Role::Response
                 };
-                out.push(field(&msg.path, role, msg.text));
+                out.push(field(msg.path, role, msg.text));
             }
         }
         None => match text(chosen_v, "chosen")? {
@@ -407,7 +411,7 @@ fn preference(cx: &Cx, obj: &Map<String, Value>, out: &mut Vec<Field>) -> Result
         Some(list) => {
             for msg in list.into_iter().skip(shared) {
                 let role = side_role(Side::Rejected, msg.role);
-                out.push(field(&msg.path, role, msg.text));
+                out.push(field(msg.path, role, msg.text));
             }
         }
         None => match text(rejected_v, "rejected")? {
@@ -429,10 +433,10 @@ fn role_of(raw: &str) -> Option<Role> {
     }
 }
 
-fn first_present<'a>(
+fn first_present<'a, 'k>(
     obj: &'a Map<String, Value>,
-    keys: &[&'a str],
-) -> Result<(&'a str, &'a Value), Bad> {
+    keys: &[&'k str],
+) -> Result<(&'k str, &'a Value), Bad> {
     keys.iter()
         .find_map(|k| obj.get(*k).map(|v| (*k, v)))
         .ok_or_else(|| {
@@ -490,9 +494,9 @@ fn label_text(v: &Value) -> Result<String, Bad> {
     }
 }
 
-fn field(path: &str, role: Role, text: String) -> Field {
+fn field(path: impl Into<std::borrow::Cow<'static, str>>, role: Role, text: String) -> Field {
     Field {
-        path: path.to_string(),
+        path: path.into(),
         role,
         text,
     }
@@ -513,7 +517,7 @@ mod tests {
     fn roles(m: &Mapped) -> Vec<(String, Role, String)> {
         m.fields
             .iter()
-            .map(|f| (f.path.clone(), f.role, f.text.clone()))
+            .map(|f| (f.path.to_string(), f.role, f.text.clone()))
             .collect()
     }
 

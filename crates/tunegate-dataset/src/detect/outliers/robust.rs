@@ -73,7 +73,7 @@ pub(crate) fn field_path(rec: &Record, role: Role) -> Option<&str> {
         .iter()
         .filter(|f| f.role == role)
         .max_by_key(|f| f.text.len())
-        .map(|f| f.path.as_str())
+        .map(|f| &*f.path)
 }
 
 /// A location for `rec`, pointing at its `role` field when it has one.
