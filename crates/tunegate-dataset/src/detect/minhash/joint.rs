@@ -7,8 +7,8 @@
 //! the response's first `SHINGLE - 1` tokens): the minimum over a union of sets is the minimum
 //! of the two minima. Each response window is thus hashed and signed once instead of twice; the
 //! band hashes are exactly those that [`super::cluster`] would compute for each view alone.
-use super::lsh::{effective_banding, hasher_for, BandMatrix};
-use super::sketch::{bands_into, word_shingles, SHINGLE};
+use super::lsh::{band_row, effective_banding, hasher_for, BandMatrix};
+use super::sketch::{word_shingles, SHINGLE};
 use super::{exact_units, shingle_record, shingle_tokens};
 use crate::detect::Ctx;
 use rayon::prelude::*;
@@ -46,10 +46,10 @@ pub(crate) fn has_response(ctx: &Ctx, i: usize) -> bool {
 /// One task: a range of records and the rows of both matrices whose units it holds.
 struct Job<'a> {
     rec_units: std::ops::Range<usize>,
-    rec_rows: &'a mut [u64],
+    rec_rows: &'a mut [u32],
     rec_shingled: &'a mut [bool],
     resp_units: std::ops::Range<usize>,
-    resp_rows: &'a mut [u64],
+    resp_rows: &'a mut [u32],
     resp_shingled: &'a mut [bool],
 }
 
@@ -145,7 +145,7 @@ pub(crate) fn sketches(ctx: &Ctx, threshold: f64) -> Sketches {
                     shingle_tokens(ctx, &[response], buf);
                     if !buf.is_empty() {
                         hasher.signature_into(buf, rsig);
-                        bands_into(rsig, banding, &mut resp_rows[k * b..(k + 1) * b]);
+                        band_row(rsig, banding, &mut resp_rows[k * b..(k + 1) * b]);
                         resp_shingled[k] = true;
                         have_rsig = words;
                     }
@@ -163,13 +163,13 @@ pub(crate) fn sketches(ctx: &Ctx, threshold: f64) -> Sketches {
                         buf.clear();
                         word_shingles(&[prompt, &response[..SHINGLE - 1]], SHINGLE, buf);
                         if buf.is_empty() {
-                            bands_into(rsig, banding, row);
+                            band_row(rsig, banding, row);
                         } else {
                             hasher.signature_into(buf, sig);
                             for (s, r) in sig.iter_mut().zip(rsig.iter()) {
                                 *s = (*s).min(*r);
                             }
-                            bands_into(sig, banding, row);
+                            band_row(sig, banding, row);
                         }
                         rec_shingled[k] = true;
                     } else {
@@ -177,7 +177,7 @@ pub(crate) fn sketches(ctx: &Ctx, threshold: f64) -> Sketches {
                         shingle_record(ctx, i, buf);
                         if !buf.is_empty() {
                             hasher.signature_into(buf, sig);
-                            bands_into(sig, banding, row);
+                            band_row(sig, banding, row);
                             rec_shingled[k] = true;
                         }
                     }

@@ -1,9 +1,9 @@
 //! Near-duplicate clustering: band hashes → sort-based candidates → exact Jaccard → union-find.
 //!
-//! Memory is known in advance: `bands × 8` bytes per item for the band hashes, one sort array
-//! reused band after band (8 bytes per item: the band hash's high bits packed above the item
-//! number, up to 2^24 items; 16-byte `(hash, item)` tuples beyond) plus 4 bytes per item for the
-//! sorted item numbers, and shingle sets only for items that land in a shared bucket.
+//! Memory is known in advance: `bands × 4` bytes per item for the band hashes (32 bits each),
+//! one sort array reused band after band (8 bytes per item: the band hash above the item
+//! number) plus 4 bytes per item for the sorted item numbers, and shingle sets only for items
+//! that land in a shared bucket.
 //! Candidates come from sorting each band's keys, not from a hash map of buckets, so there is no
 //! per-bucket allocation and the order is total (deterministic).
 //!
@@ -32,9 +32,6 @@ const ALL_PAIRS_MAX: usize = 64;
 const GIANT: usize = 1000;
 /// Leaders per mid-size bucket.
 const LEADER_CAP: usize = 32;
-/// Inputs of up to `2^ITEM_BITS_PACKED` items sort packed `u64` keys (at least 40 hash bits
-/// left, so merged buckets stay rare); larger ones sort `(hash, item)` tuples.
-const ITEM_BITS_PACKED: u32 = 24;
 
 /// Clustering parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,19 +192,22 @@ pub fn cluster<F>(n: usize, params: LshParams, shingles: F) -> Clusters
 where
     F: Fn(usize, &mut Vec<u64>) + Sync,
 {
-    cluster_with(n, params, shingles, ITEM_BITS_PACKED)
+    let n = n.min(u32::MAX as usize);
+    let bands = band_matrix(n, effective_banding(params), &shingles);
+    cluster_banded(bands, params.threshold, shingles)
 }
 
 /// The band hashes of `n` items (step 1 of [`cluster`]), kept apart from the clustering so that
 /// callers can compute several views' signatures in one pass over shared shingles.
 ///
-/// Invariant: `hashes` holds `banding.bands` hashes per item, row by row (`n × bands`);
+/// Invariant: `hashes` holds `banding.bands` hashes per item, row by row (`n × bands`), each
+/// the high 32 bits of the [`bands_into`] hash (see [`band_row`]);
 /// `shingled[i]` is false for an item without shingles, whose row is all zero and which is
 /// never clustered.
 #[derive(Debug, Clone)]
 pub(crate) struct BandMatrix {
     pub(crate) banding: Banding,
-    pub(crate) hashes: Vec<u64>,
+    pub(crate) hashes: Vec<u32>,
     pub(crate) shingled: Vec<bool>,
     /// Wall time spent computing it (for `TUNEGATE_TIMINGS`).
     pub(crate) elapsed: std::time::Duration,
@@ -218,7 +218,7 @@ impl BandMatrix {
     pub(crate) fn zeroed(n: usize, banding: Banding) -> Self {
         BandMatrix {
             banding,
-            hashes: vec![0u64; n * banding.bands],
+            hashes: vec![0u32; n * banding.bands],
             shingled: vec![false; n],
             elapsed: std::time::Duration::ZERO,
         }
@@ -270,38 +270,34 @@ where
                 }
                 *has = true;
                 hasher.signature_into(buf, sig);
-                bands_into(sig, banding, out);
+                band_row(sig, banding, out);
             },
         );
     m.elapsed = t0.elapsed();
     m
 }
 
-/// [`cluster`] with packed sort keys up to `2^packed_bits` items (tests force the tuple path).
-fn cluster_with<F>(n: usize, params: LshParams, shingles: F, packed_bits: u32) -> Clusters
-where
-    F: Fn(usize, &mut Vec<u64>) + Sync,
-{
-    let n = n.min(u32::MAX as usize);
-    let bands = band_matrix(n, effective_banding(params), &shingles);
-    cluster_banded_with(bands, params.threshold, shingles, packed_bits)
+/// One item's row of band hashes: the high 32 bits of each [`bands_into`] hash. Half the
+/// memory of full hashes; the few unrelated items a 32-bit hash puts in one bucket (about
+/// `n² / 2^33` pairs per band) are false candidates that exact verification rejects.
+pub(crate) fn band_row(signature: &[u64], banding: Banding, row: &mut [u32]) {
+    let mut buf = [0u64; 64];
+    let full;
+    let hashes: &[u64] = if banding.bands <= buf.len() {
+        bands_into(signature, banding, &mut buf[..banding.bands]);
+        &buf[..banding.bands]
+    } else {
+        full = super::sketch::bands(signature, banding);
+        &full
+    };
+    for (o, h) in row.iter_mut().zip(hashes) {
+        *o = (h >> 32) as u32;
+    }
 }
 
 /// Steps 2 and 3 of [`cluster`] over precomputed band hashes (made with [`hasher_for`] and
 /// [`bands_into`] of [`effective_banding`]); `shingles` is only called for candidates.
 pub(crate) fn cluster_banded<F>(bands: BandMatrix, threshold: f64, shingles: F) -> Clusters
-where
-    F: Fn(usize, &mut Vec<u64>) + Sync,
-{
-    cluster_banded_with(bands, threshold, shingles, ITEM_BITS_PACKED)
-}
-
-fn cluster_banded_with<F>(
-    bands: BandMatrix,
-    threshold: f64,
-    shingles: F,
-    packed_bits: u32,
-) -> Clusters
 where
     F: Fn(usize, &mut Vec<u64>) + Sync,
 {
@@ -333,43 +329,27 @@ where
     };
     let mut dsu = Dsu::new(n);
     let mut best: Vec<Option<(u32, f32)>> = vec![None; n];
-    // Sort keys: when item numbers fit in `ITEM_BITS_PACKED` bits, one `u64` per item holding
-    // the band hash's high bits above the item number, so a plain `u64` sort groups equal
-    // hashes (half the bytes and cheaper comparisons than `(hash, item)` tuples). Dropping the
-    // hash's low bits only merges a few unrelated buckets (false candidates that exact
-    // verification rejects); it never splits one. Larger inputs sort full tuples.
-    let item_bits = u32::BITS - (n.max(2) as u32 - 1).leading_zeros();
-    let packed = item_bits <= packed_bits;
-    let item_mask = (1u64 << item_bits) - 1;
-    let mut keys: Vec<u64> = Vec::with_capacity(if packed { stats.shingled } else { 0 });
-    let mut sorted: Vec<u64> = Vec::with_capacity(if packed { stats.shingled } else { 0 });
-    let mut tuples: Vec<(u64, u32)> = Vec::with_capacity(if packed { 0 } else { stats.shingled });
+    // Sort keys: one `u64` per item, the band hash above the item number, so a plain `u64`
+    // sort groups equal hashes with items ascending inside each run.
+    let mut keys: Vec<u64> = Vec::with_capacity(stats.shingled);
+    let mut sorted: Vec<u64> = Vec::with_capacity(stats.shingled);
     let mut items: Vec<u32> = Vec::with_capacity(stats.shingled);
     let mut buckets: Vec<(usize, usize)> = Vec::new();
     let mut counts: Vec<u32> = Vec::new();
 
     // 2. Band by band: sort, find runs, verify runs in parallel, merge edges in order.
     for band in 0..b {
-        let of = |i: usize| band_hashes[i * b + band];
         items.clear();
         buckets.clear();
-        if packed {
-            keys.clear();
-            keys.extend(
-                (0..n)
-                    .filter(|&i| shingled[i])
-                    .map(|i| (of(i) & !item_mask) | i as u64),
-            );
-            radix_sort(&keys, &mut sorted, &mut counts);
-            items.extend(sorted.iter().map(|&k| (k & item_mask) as u32));
-            runs(&sorted, |k| k >> item_bits, &mut buckets);
-        } else {
-            tuples.clear();
-            tuples.extend((0..n).filter(|&i| shingled[i]).map(|i| (of(i), i as u32)));
-            tuples.par_sort_unstable();
-            items.extend(tuples.iter().map(|t| t.1));
-            runs(&tuples, |t| t.0, &mut buckets);
-        }
+        keys.clear();
+        keys.extend(
+            (0..n)
+                .filter(|&i| shingled[i])
+                .map(|i| (u64::from(band_hashes[i * b + band]) << 32) | i as u64),
+        );
+        radix_sort(&keys, &mut sorted, &mut counts);
+        items.extend(sorted.iter().map(|&k| k as u32));
+        runs(&sorted, |k| k >> 32, &mut buckets);
         if buckets.is_empty() {
             continue;
         }
@@ -402,7 +382,6 @@ where
     drop(band_hashes);
     drop(keys);
     drop(sorted);
-    drop(tuples);
 
     if std::env::var_os("TUNEGATE_TIMINGS").is_some() {
         // Diagnostics for `TUNEGATE_TIMINGS` (see `scan`): where clustering time goes.
@@ -696,16 +675,6 @@ mod tests {
             .expect("pool");
         let c = pool.install(|| run(&items, 0.8));
         assert_eq!(a, c);
-        // Packed u64 keys and (hash, item) tuples find the same clusters.
-        let tuples = cluster_with(
-            items.len(),
-            LshParams::for_threshold(0.8),
-            |i, out| {
-                word_shingles(&[&items[i]], SHINGLE, out);
-            },
-            0,
-        );
-        assert_eq!(a, tuples);
         assert!(a.stats.accepted > 0);
     }
 }
