@@ -10,7 +10,8 @@
 //! - **One pass decides, a second pass locates.** [`PatternSet::scan`] first runs a
 //!   [`regex::RegexSet`] over the text (one automaton for every pattern), then runs only the
 //!   patterns that matched to get spans. Clean text, the common case for the production monitor
-//!   that calls this on every response, costs one automaton pass.
+//!   that calls this on every response, costs one earliest-match automaton pass
+//!   (`RegexSet::is_match`, cheaper than the overlapping search that names the patterns).
 //! - **Evasions are folded, spans are not.** When a text holds invisible, compatibility or
 //!   look-alike characters (`ign\u{200B}ore previous instructions`, `ＩＧＮＯＲＥ`, Cyrillic `і`
 //!   in `іgnore`), it is scanned a second time with invisibles removed, NFKC applied and
@@ -300,6 +301,10 @@ impl PatternSet {
     /// Scans one text; `map` (for folded text) maps its char indices to the original's.
     fn scan_one(&self, text: &str, map: Option<&[usize]>) -> Vec<PatternHit> {
         let candidates: Vec<usize> = match &self.set {
+            // Most text matches nothing: an earliest-match test, which stops at the first
+            // match and tracks fewer states, decides that before the overlapping search that
+            // names every matching pattern.
+            Some(set) if !set.is_match(text) => return Vec::new(),
             Some(set) => set.matches(text).into_iter().collect(),
             None => (0..self.patterns.len()).collect(),
         };
