@@ -137,7 +137,7 @@ pub(crate) fn read<R: ChunkReader + 'static>(
             for (name, field) in row.get_column_iter() {
                 obj.insert(name.clone(), to_json(field));
             }
-            match schema::map(&obj, schema, true) {
+            match schema::map(&mut obj, schema, true) {
                 Ok(m) => out.record(ctx, index, None, None, m),
                 Err(b) => out.bad(ctx, index, None, None, b.reason, b.field),
             };

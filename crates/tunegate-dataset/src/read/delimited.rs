@@ -199,7 +199,7 @@ pub(crate) fn read<R: Read>(src: R, ctx: &Ctx, progress: &dyn Progress) -> Resul
             last = Some(out.bad(ctx, index, line, raw, reason, Some(name)));
             continue;
         }
-        last = Some(match schema::map(&obj, schema, true) {
+        last = Some(match schema::map(&mut obj, schema, true) {
             Ok(m) => out.record(ctx, index, line, raw, m),
             Err(b) => out.bad(ctx, index, line, raw, b.reason, b.field),
         });

@@ -159,7 +159,7 @@ fn parse(
 fn outcome(parsed: std::result::Result<Map<String, Value>, String>, s: crate::Schema) -> Outcome {
     match parsed {
         Err(reason) => Outcome::Bad(reason, None),
-        Ok(obj) => match schema::map(&obj, s, false) {
+        Ok(mut obj) => match schema::map(&mut obj, s, false) {
             Ok(m) => Outcome::Record(m),
             Err(b) => Outcome::Bad(b.reason, b.field),
         },

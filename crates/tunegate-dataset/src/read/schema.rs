@@ -93,8 +93,11 @@ fn bad(reason: impl Into<String>, field: Option<&str>) -> Bad {
 
 /// Maps `obj` onto `schema`. With `json_in_strings`, a string where a message list may stand is
 /// parsed as JSON when it looks like a list (CSV and Parquet store nested data that way).
+///
+/// Text fields are moved out of `obj` (left empty), not copied: a record keeps its texts for
+/// the whole scan, and copying a million of them was a large share of the read.
 pub(crate) fn map(
-    obj: &Map<String, Value>,
+    obj: &mut Map<String, Value>,
     schema: Schema,
     json_in_strings: bool,
 ) -> Result<Mapped, Bad> {
@@ -107,8 +110,8 @@ pub(crate) fn map(
         Schema::Instruction => {
             cx.optional_text(obj, "system", Role::System, &mut m.fields)?;
             cx.required_text(obj, &["instruction"], Role::Prompt, &mut m.fields)?;
-            if let Some(v) = obj.get("input") {
-                if let Some(t) = text(v, "input")? {
+            if let Some(v) = obj.get_mut("input") {
+                if let Some(t) = take_text(v, "input")? {
                     if !t.is_empty() {
                         m.fields.push(field("input", Role::Prompt, t));
                     }
@@ -197,13 +200,13 @@ struct Msg {
 impl Cx {
     fn optional_text(
         &self,
-        obj: &Map<String, Value>,
+        obj: &mut Map<String, Value>,
         key: &'static str,
         role: Role,
         out: &mut Vec<Field>,
     ) -> Result<(), Bad> {
-        if let Some(v) = obj.get(key) {
-            if let Some(t) = text(v, key)? {
+        if let Some(v) = obj.get_mut(key) {
+            if let Some(t) = take_text(v, key)? {
                 out.push(field(key, role, t));
             }
         }
@@ -212,13 +215,14 @@ impl Cx {
 
     fn required_text(
         &self,
-        obj: &Map<String, Value>,
+        obj: &mut Map<String, Value>,
         keys: &[&'static str],
         role: Role,
         out: &mut Vec<Field>,
     ) -> Result<(), Bad> {
-        let (key, v) = first_present(obj, keys)?;
-        match text(v, key)? {
+        let (key, _) = first_present(obj, keys)?;
+        let v = obj.get_mut(key).expect("first_present found it");
+        match take_text(v, key)? {
             Some(t) => {
                 out.push(field(key, role, t));
                 Ok(())
@@ -464,6 +468,14 @@ fn text(v: &Value, path: &str) -> Result<Option<String>, Bad> {
     }
 }
 
+/// [`text`], moving a string out of `v` instead of copying it.
+fn take_text(v: &mut Value, path: &str) -> Result<Option<String>, Bad> {
+    match v {
+        Value::String(s) => Ok(Some(std::mem::take(s))),
+        other => text(other, path),
+    }
+}
+
 fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -551,7 +563,7 @@ mod tests {
             {"from": "system", "value": "be nice"},
             {"from": "human", "value": "hi"},
             {"from": "gpt", "value": "hello"}]}));
-        let m = map(&o, Schema::Chat, false).unwrap();
+        let m = map(&mut o.clone(), Schema::Chat, false).unwrap();
         assert_eq!(
             roles(&m),
             vec![
@@ -575,7 +587,7 @@ mod tests {
         let o = obj(json!({
             "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
             "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]}));
-        let m = map(&o, Schema::Preference, false).unwrap();
+        let m = map(&mut o.clone(), Schema::Preference, false).unwrap();
         assert_eq!(
             roles(&m),
             vec![
@@ -588,7 +600,7 @@ mod tests {
         let o = obj(json!({
             "chosen": [{"role": "assistant", "content": "same"}],
             "rejected": [{"role": "assistant", "content": "same"}]}));
-        let m = map(&o, Schema::Preference, false).unwrap();
+        let m = map(&mut o.clone(), Schema::Preference, false).unwrap();
         assert!(m.fields.iter().any(|f| f.role == Role::Response));
         assert!(m.fields.iter().any(|f| f.role == Role::Rejected));
     }
@@ -596,16 +608,19 @@ mod tests {
     #[test]
     fn reasons_name_the_field() {
         let o = obj(json!({"instruction": "x"}));
-        let e = map(&o, Schema::Instruction, false).unwrap_err();
+        let e = map(&mut o.clone(), Schema::Instruction, false).unwrap_err();
         assert!(e.reason.contains("'output' or 'response'"), "{}", e.reason);
         let o = obj(json!({"messages": [{"role": "wizard", "content": "x"}]}));
-        let e = map(&o, Schema::Chat, false).unwrap_err();
+        let e = map(&mut o.clone(), Schema::Chat, false).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("messages[0].role"));
         let o = obj(json!({"text": "x", "label": null}));
-        assert!(map(&o, Schema::TextLabel, false).is_err());
+        assert!(map(&mut o.clone(), Schema::TextLabel, false).is_err());
         let o = obj(json!({"text": "x", "label": true}));
         assert_eq!(
-            map(&o, Schema::TextLabel, false).unwrap().label.as_deref(),
+            map(&mut o.clone(), Schema::TextLabel, false)
+                .unwrap()
+                .label
+                .as_deref(),
             Some("true")
         );
     }
@@ -613,8 +628,8 @@ mod tests {
     #[test]
     fn json_strings_in_csv_cells() {
         let o = obj(json!({"messages": "[{\"role\": \"user\", \"content\": \"hi\"}]"}));
-        assert!(map(&o, Schema::Chat, false).is_err());
-        let m = map(&o, Schema::Chat, true).unwrap();
+        assert!(map(&mut o.clone(), Schema::Chat, false).is_err());
+        let m = map(&mut o.clone(), Schema::Chat, true).unwrap();
         assert_eq!(m.fields[0].path, "messages[0].content");
     }
 }
