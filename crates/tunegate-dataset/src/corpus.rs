@@ -191,22 +191,11 @@ impl Corpus {
             v.chars.reserve(n);
         }
         let mut record_hash = Vec::with_capacity(n);
-        let mut done = 0;
-        let mut chunk = FIRST_CHUNK;
-        while done < n {
-            let records = &ds.records[done..(done + chunk).min(n)];
-            let parts: Vec<Part> = records
-                .par_chunks(PART)
-                .map(|rs| prepare(rs, &intern))
-                .collect();
-            for mut part in parts {
-                for &(k, pos, h, s, e) in &part.unknown {
-                    let id = *intern.entry(h).or_insert_with(|| {
-                        vocab.push(part.spelling[s as usize..e as usize].to_string());
-                        (vocab.len() - 1) as u32
-                    });
-                    part.ids[k as usize][pos as usize] = id;
-                }
+        // Appends resolved parts to the flat arrays. It runs beside the next chunk's
+        // preparation: the copy touches the arrays' memory for the first time, and page faults
+        // on one thread would otherwise leave the other idle.
+        let append = |parts: Vec<Part>, views: &mut [View; 3], record_hash: &mut Vec<u128>| {
+            for part in parts {
                 for (k, v) in views.iter_mut().enumerate() {
                     v.tokens.ids.extend_from_slice(&part.ids[k]);
                     let mut end = *v.tokens.offsets.last().unwrap_or(&0);
@@ -220,20 +209,51 @@ impl Corpus {
                 }
                 record_hash.extend_from_slice(&part.record);
             }
-            done += records.len();
-            if done == records.len() && done < n {
+        };
+        let mut pending: Option<Vec<Part>> = None;
+        let mut done = 0;
+        let mut chunk = FIRST_CHUNK;
+        while done < n {
+            let records = &ds.records[done..(done + chunk).min(n)];
+            let (mut parts, ()) = rayon::join(
+                || {
+                    records
+                        .par_chunks(PART)
+                        .map(|rs| prepare(rs, &intern))
+                        .collect::<Vec<Part>>()
+                },
+                || {
+                    if let Some(p) = pending.take() {
+                        append(p, &mut views, &mut record_hash);
+                    }
+                },
+            );
+            // Tokens new to the vocabulary get ids in record order.
+            for part in parts.iter_mut() {
+                for &(k, pos, h, s, e) in &part.unknown {
+                    let id = *intern.entry(h).or_insert_with(|| {
+                        vocab.push(part.spelling[s as usize..e as usize].to_string());
+                        (vocab.len() - 1) as u32
+                    });
+                    part.ids[k as usize][pos as usize] = id;
+                }
+            }
+            if done == 0 && records.len() < n {
                 // Reserve the token arrays once, from the first chunk's tokens per record
                 // (with a margin), instead of doubling them as they grow: untouched capacity
                 // costs address space, not memory.
-                for v in views.iter_mut() {
-                    let per = v.tokens.ids.len() as f64 / done as f64;
-                    let want = (per * n as f64 * 1.25) as usize;
-                    v.tokens
-                        .ids
-                        .reserve(want.saturating_sub(v.tokens.ids.len()));
+                for (k, v) in views.iter_mut().enumerate() {
+                    let seen: usize = parts.iter().map(|p| p.ids[k].len()).sum();
+                    let per = seen as f64 / records.len() as f64;
+                    v.tokens.ids.reserve((per * n as f64 * 1.25) as usize);
                 }
             }
+            pending = Some(parts);
+            done += records.len();
             chunk = (chunk * 2).min(MAX_CHUNK);
+        }
+        if let Some(p) = pending.take() {
+            append(p, &mut views, &mut record_hash);
         }
         let [prompt, response, rejected] = views;
         Corpus {
