@@ -141,36 +141,51 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '\'' || c == '|'
 }
 
-impl<'a> Words<'a> {
-    /// The word character at byte `i` and its length, or `None` for a separator.
-    #[inline(always)]
-    fn word_char_at(&self, i: usize) -> (bool, usize) {
-        let b = self.text.as_bytes()[i];
-        if b < 0x80 {
-            (
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'\'' | b'|'),
-                1,
-            )
+/// ASCII byte classes for [`Words`]: separator, word character that is not alphanumeric
+/// (`_ ' |`), alphanumeric; bytes from 0x80 up are decoded as characters instead.
+const SEP: u8 = 0;
+const JOIN: u8 = 1;
+const ALNUM: u8 = 2;
+const NON_ASCII: u8 = 3;
+static CLASS: [u8; 256] = {
+    let mut t = [SEP; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c >= 0x80 {
+            NON_ASCII
+        } else if c.is_ascii_alphanumeric() {
+            ALNUM
+        } else if c == b'_' || c == b'\'' || c == b'|' {
+            JOIN
         } else {
-            let c = self.text[i..].chars().next().unwrap_or(' ');
-            (is_word_char(c), c.len_utf8())
-        }
+            SEP
+        };
+        b += 1;
     }
-}
+    t
+};
 
 impl<'a> Iterator for Words<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        let len = self.text.len();
+        let bytes = self.text.as_bytes();
+        let len = bytes.len();
         loop {
             // Skip separators.
             while self.pos < len {
-                let (word, w) = self.word_char_at(self.pos);
-                if word {
-                    break;
+                match CLASS[bytes[self.pos] as usize] {
+                    SEP => self.pos += 1,
+                    NON_ASCII => {
+                        let c = self.text[self.pos..].chars().next().unwrap_or(' ');
+                        if is_word_char(c) {
+                            break;
+                        }
+                        self.pos += c.len_utf8();
+                    }
+                    _ => break,
                 }
-                self.pos += w;
             }
             if self.pos >= len {
                 return None;
@@ -178,24 +193,30 @@ impl<'a> Iterator for Words<'a> {
             let start = self.pos;
             let mut alnum = false;
             while self.pos < len {
-                let b = self.text.as_bytes()[self.pos];
-                if b < 0x80 {
-                    if b.is_ascii_alphanumeric() {
+                match CLASS[bytes[self.pos] as usize] {
+                    ALNUM => {
                         alnum = true;
-                    } else if !matches!(b, b'_' | b'\'' | b'|') {
-                        break;
+                        self.pos += 1;
                     }
-                    self.pos += 1;
-                } else {
-                    let c = self.text[self.pos..].chars().next().unwrap_or(' ');
-                    if !is_word_char(c) {
-                        break;
+                    JOIN => self.pos += 1,
+                    SEP => break,
+                    _ => {
+                        let c = self.text[self.pos..].chars().next().unwrap_or(' ');
+                        if !is_word_char(c) {
+                            break;
+                        }
+                        alnum |= c.is_alphanumeric();
+                        self.pos += c.len_utf8();
                     }
-                    alnum |= c.is_alphanumeric();
-                    self.pos += c.len_utf8();
                 }
             }
-            let w = self.text[start..self.pos].trim_matches('\'');
+            let w = &self.text[start..self.pos];
+            // Apostrophes are trimmed from both ends; most words have none.
+            let w = if w.starts_with('\'') || w.ends_with('\'') {
+                w.trim_matches('\'')
+            } else {
+                w
+            };
             if alnum && !w.is_empty() {
                 return Some(w);
             }
