@@ -133,6 +133,17 @@ pub(crate) struct Lexicon {
     stem_of: Vec<u32>,
     /// Stem id → IDF.
     idf: Vec<f32>,
+    /// `1 + ln tf` for term counts below [`TF_TABLE`] (a `ln` per term was most of
+    /// [`Lexicon::fill_bag`]).
+    tf_weight: [f32; TF_TABLE],
+}
+
+/// Term counts with a precomputed weight.
+const TF_TABLE: usize = 64;
+
+/// The sublinear term-frequency weight `1 + ln tf`.
+fn tf_weight(tf: usize) -> f32 {
+    1.0 + (tf as f32).ln()
 }
 
 impl Lexicon {
@@ -172,7 +183,11 @@ impl Lexicon {
             .iter()
             .map(|&d| (((n as f64 + 1.0) / (d.min(n) as f64 + 1.0)).ln() + 1.0) as f32)
             .collect();
-        Lexicon { stem_of, idf }
+        Lexicon {
+            stem_of,
+            idf,
+            tf_weight: std::array::from_fn(tf_weight),
+        }
     }
 
     /// The stem of token `t`, or `None` for a stopword or a one-char token.
@@ -204,7 +219,13 @@ impl Lexicon {
             while j < scratch.len() && scratch[j] == scratch[k] {
                 j += 1;
             }
-            let w = (1.0 + ((j - k) as f32).ln()) * self.idf[scratch[k] as usize];
+            let tf = j - k;
+            let w = self
+                .tf_weight
+                .get(tf)
+                .copied()
+                .unwrap_or_else(|| tf_weight(tf))
+                * self.idf[scratch[k] as usize];
             norm += w * w;
             out.terms.push((scratch[k], w));
             k = j;
