@@ -625,11 +625,14 @@ fn is_wordish(c: char) -> bool {
 // scan_invisible
 // ---------------------------------------------------------------------------------------------
 
-/// Whether `text` can hold anything [`scan_invisible`] reports (cheap pre-check).
+/// Whether `text` can hold anything [`scan_invisible`] reports (cheap pre-check): true when
+/// some byte is neither printable ASCII nor tab, newline or carriage return. Blocks of bytes
+/// are tested without an early exit inside the block, so that the test vectorises.
 fn may_hold_invisible(text: &str) -> bool {
-    !text
-        .bytes()
-        .all(|b| (0x20..0x7F).contains(&b) || b == b'\t' || b == b'\n' || b == b'\r')
+    let plain = |b: u8| (0x20..0x7F).contains(&b) || b == b'\t' || b == b'\n' || b == b'\r';
+    text.as_bytes()
+        .chunks(64)
+        .any(|block| !block.iter().fold(true, |all, &b| all & plain(b)))
 }
 
 /// Finds invisible and format characters in `text` and rates each run by its context (see
