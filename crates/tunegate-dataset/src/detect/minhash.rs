@@ -53,8 +53,8 @@
 //!    uniformly mixed, so each `h_i` is a random-looking bijection; one multiply-add per
 //!    (shingle, permutation) keeps signing cheap, and a unit test checks the estimator's spread
 //!    against the ideal `sqrt(J(1-J)/128)`.
-//! 3. Bands ([`Banding`], [`bands_into`]): `b × r` rows folded into `b` xxh3-64 band hashes; only
-//!    these are kept (168 bytes per record at 21 × 6). Candidate probability
+//! 3. Bands ([`Banding`], [`bands_into`]): `b × r` rows folded into `b` band hashes; only their
+//!    high 32 bits are kept (84 bytes per record at 21 × 6). Candidate probability
 //!    `1 - (1 - J^r)^b` ([`Banding::probability`]): 0.998 at J = 0.8 for 21 × 6.
 //! 4. Candidates and clusters ([`cluster`]): per band, sort `(hash, item)` pairs, verify each run
 //!    of equal hashes by exact Jaccard ([`jaccard`]) over sorted shingle sets computed for
@@ -611,21 +611,17 @@ fn poison_clusters(
     let df: Vec<usize> = (0..n)
         .into_par_iter()
         .fold(
-            || (vec![0usize; k], Vec::<u32>::new()),
-            |(mut acc, mut hit), i| {
-                hit.clear();
+            // Counts, and the last record that counted each slot (a record counts once).
+            || (vec![0usize; k], vec![u32::MAX; k]),
+            |(mut acc, mut last), i| {
                 for &t in c.prompt.tokens.of(i).iter().chain(c.response.tokens.of(i)) {
-                    let s = slot_of[t as usize];
-                    if s != u32::MAX {
-                        hit.push(s);
+                    let s = slot_of[t as usize] as usize;
+                    if s != u32::MAX as usize && last[s] != i as u32 {
+                        last[s] = i as u32;
+                        acc[s] += 1;
                     }
                 }
-                hit.sort_unstable();
-                hit.dedup();
-                for &s in &hit {
-                    acc[s as usize] += 1;
-                }
-                (acc, hit)
+                (acc, last)
             },
         )
         .map(|(acc, _)| acc)
