@@ -88,6 +88,7 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
     // stretches (sorting, union-find, grouping) overlap another's parallel work. `collect` keeps
     // their order, so the report does not depend on scheduling.
     progress.start("detectors", detectors.len() as u64);
+    let t = std::time::Instant::now();
     let outputs: Vec<Output> = detectors
         .par_iter()
         .map(|(name, d)| {
@@ -101,6 +102,9 @@ pub fn scan(ds: &Dataset, opts: &ScanOptions, progress: &dyn Progress) -> Result
         })
         .collect();
     progress.finish();
+    if timings {
+        eprintln!("timing: detectors {:.2?} {}", t.elapsed(), mem());
+    }
     let mut out = Output::default();
     for o in outputs {
         out.extend(o);
