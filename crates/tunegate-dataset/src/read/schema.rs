@@ -220,8 +220,7 @@ impl Cx {
         role: Role,
         out: &mut Vec<Field>,
     ) -> Result<(), Bad> {
-        let (key, _) = first_present(obj, keys)?;
-        let v = obj.get_mut(key).expect("first_present found it");
+        let (key, v) = first_present_mut(obj, keys)?;
         match take_text(v, key)? {
             Some(t) => {
                 out.push(field(key, role, t));
@@ -443,10 +442,22 @@ fn first_present<'a, 'k>(
 ) -> Result<(&'k str, &'a Value), Bad> {
     keys.iter()
         .find_map(|k| obj.get(*k).map(|v| (*k, v)))
-        .ok_or_else(|| {
-            let names: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
-            bad(format!("missing field {}", names.join(" or ")), None)
-        })
+        .ok_or_else(|| missing(keys))
+}
+
+/// [`first_present`] for a value to take text out of.
+fn first_present_mut<'a, 'k>(
+    obj: &'a mut Map<String, Value>,
+    keys: &[&'k str],
+) -> Result<(&'k str, &'a mut Value), Bad> {
+    let key = keys.iter().copied().find(|k| obj.contains_key(*k));
+    key.and_then(|k| obj.get_mut(k).map(|v| (k, v)))
+        .ok_or_else(|| missing(keys))
+}
+
+fn missing(keys: &[&str]) -> Bad {
+    let names: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
+    bad(format!("missing field {}", names.join(" or ")), None)
 }
 
 /// Text of a scalar: strings as they are, numbers and booleans as JSON writes them, null as

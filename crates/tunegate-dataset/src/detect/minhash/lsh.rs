@@ -21,7 +21,7 @@
 //! connected component of accepted edges, so a member can be less similar to the representative
 //! than the threshold through a chain (the evidence then names the member it matched).
 use super::sketch::{
-    bands_into, into_set, jaccard, jaccard_at_least, Banding, MinHasher, PERM_SEED,
+    band_hashes, into_set, jaccard, jaccard_at_least, Banding, MinHasher, PERM_SEED,
 };
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -201,7 +201,7 @@ where
 /// callers can compute several views' signatures in one pass over shared shingles.
 ///
 /// Invariant: `hashes` holds `banding.bands` hashes per item, row by row (`n × bands`), each
-/// the high 32 bits of the [`bands_into`] hash (see [`band_row`]);
+/// the high 32 bits of the [`band_hashes`] hash (see [`band_row`]);
 /// `shingled[i]` is false for an item without shingles, whose row is all zero and which is
 /// never clustered.
 #[derive(Debug, Clone)]
@@ -277,26 +277,17 @@ where
     m
 }
 
-/// One item's row of band hashes: the high 32 bits of each [`bands_into`] hash. Half the
+/// One item's row of band hashes: the high 32 bits of each [`band_hashes`] hash. Half the
 /// memory of full hashes; the few unrelated items a 32-bit hash puts in one bucket (about
 /// `n² / 2^33` pairs per band) are false candidates that exact verification rejects.
 pub(crate) fn band_row(signature: &[u64], banding: Banding, row: &mut [u32]) {
-    let mut buf = [0u64; 64];
-    let full;
-    let hashes: &[u64] = if banding.bands <= buf.len() {
-        bands_into(signature, banding, &mut buf[..banding.bands]);
-        &buf[..banding.bands]
-    } else {
-        full = super::sketch::bands(signature, banding);
-        &full
-    };
-    for (o, h) in row.iter_mut().zip(hashes) {
+    for (o, h) in row.iter_mut().zip(band_hashes(signature, banding)) {
         *o = (h >> 32) as u32;
     }
 }
 
 /// Steps 2 and 3 of [`cluster`] over precomputed band hashes (made with [`hasher_for`] and
-/// [`bands_into`] of [`effective_banding`]); `shingles` is only called for candidates.
+/// [`band_row`] of [`effective_banding`]); `shingles` is only called for candidates.
 pub(crate) fn cluster_banded<F>(bands: BandMatrix, threshold: f64, shingles: F) -> Clusters
 where
     F: Fn(usize, &mut Vec<u64>) + Sync,

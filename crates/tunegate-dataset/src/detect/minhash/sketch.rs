@@ -274,11 +274,18 @@ impl MinHasher {
 /// Folds `signature` into `banding.bands` band hashes written to `out` (which must hold that
 /// many; rows past the end of a short signature are not hashed).
 pub fn bands_into(signature: &[u64], banding: Banding, out: &mut [u64]) {
-    for (band, slot) in out.iter_mut().enumerate().take(banding.bands) {
+    for (slot, h) in out.iter_mut().zip(band_hashes(signature, banding)) {
+        *slot = h;
+    }
+}
+
+/// The `banding.bands` band hashes of `signature`, in band order.
+pub(crate) fn band_hashes(signature: &[u64], banding: Banding) -> impl Iterator<Item = u64> + '_ {
+    (0..banding.bands).map(move |band| {
         let start = (band * banding.rows).min(signature.len());
         let end = (start + banding.rows).min(signature.len());
-        *slot = band_hash(&signature[start..end], band as u64);
-    }
+        band_hash(&signature[start..end], band as u64)
+    })
 }
 
 /// One band's rows folded into 64 bits: each step `h = (h ^ row)·K; h ^= h >> 32` is a
