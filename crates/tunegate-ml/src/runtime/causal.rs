@@ -88,7 +88,7 @@ pub fn lm_output(last: Tensor, mut hidden_states: Vec<Tensor>, head: &Tensor) ->
     if let Some(l) = hidden_states.last_mut() {
         *l = last.clone();
     }
-    let logits = last.broadcast_matmul(&head.t()?)?;
+    let logits = super::nn::frozen_matmul_t(&last, head)?;
     Ok(Output {
         logits,
         hidden_states,

@@ -89,6 +89,66 @@ impl Ctx {
     }
 }
 
+/// `x Wᵀ` for a frozen `w` `(out, in)`, with `x` `(N, T, in)` or `(N, in)`.
+///
+/// candle's matmul backward computes the gradient of both operands, whether or not anything
+/// asks for it: for a frozen base weight broadcast over a batch that is one more matmul per
+/// layer per step, into an `(N, in, out)` buffer that is then summed and thrown away. When `x`
+/// is on a gradient path (LoRA training, DP-SGD, trigger search) on the CPU, the product is
+/// computed without a graph and re-attached to `x` through a custom op whose backward
+/// gives `x` its gradient `g W` and `w` none. Elsewhere (inference, CUDA) it is a plain matmul.
+pub fn frozen_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if !x.track_op() || w.track_op() || !x.device().is_cpu() {
+        return Ok(x.broadcast_matmul(&w.t()?)?);
+    }
+    let y = x.detach().broadcast_matmul(&w.t()?)?;
+    Ok(x.apply_op2(&y, FrozenMatmul { w: w.clone() })?)
+}
+
+/// The backward half of [`frozen_matmul_t`]: forward hands back its second argument (the
+/// product, computed without a graph); backward gives the first (`x`) `grad · W`.
+struct FrozenMatmul {
+    /// `(out, in)`.
+    w: Tensor,
+}
+
+impl candle_core::CustomOp2 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _x: &candle_core::CpuStorage,
+        _xl: &candle_core::Layout,
+        y: &candle_core::CpuStorage,
+        yl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage as S;
+        let Some((lo, hi)) = yl.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul: the product is not contiguous")
+        };
+        let out = match y {
+            S::F32(v) => S::F32(v[lo..hi].to_vec()),
+            S::F64(v) => S::F64(v[lo..hi].to_vec()),
+            S::BF16(v) => S::BF16(v[lo..hi].to_vec()),
+            S::F16(v) => S::F16(v[lo..hi].to_vec()),
+            _ => candle_core::bail!("frozen-matmul: unsupported dtype"),
+        };
+        Ok((out, yl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.broadcast_matmul(&self.w)?), None))
+    }
+}
+
 /// Multiply `x` `(N, T, in)` or `(N, in)` by per-example matrices `w` `(N, out, in)`ᵀ.
 fn per_example_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let wt = w.transpose(1, 2)?;
@@ -193,7 +253,7 @@ impl Linear {
                 }
             }
             None => {
-                let y = x.broadcast_matmul(&self.weight.t()?)?;
+                let y = frozen_matmul_t(x, &self.weight)?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
@@ -417,4 +477,79 @@ pub fn next_token_logprobs(logits: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let lp = log_softmax_last(&logits.narrow(1, 0, t - 1)?)?;
     let next = ids.narrow(1, 1, t - 1)?.unsqueeze(2)?;
     Ok(lp.gather(&next.contiguous()?, 2)?.squeeze(2)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    fn grads_of(x: &Var, w: &Tensor, frozen: bool) -> (Tensor, Tensor) {
+        let xx = (x.as_tensor() * 1.5).unwrap(); // an op between the Var and the product
+        let y = if frozen {
+            frozen_matmul_t(&xx, w).unwrap()
+        } else {
+            xx.broadcast_matmul(&w.t().unwrap()).unwrap()
+        };
+        let loss = y.sqr().unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap();
+        (y, g.get(x.as_tensor()).expect("x has a gradient").clone())
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn frozen_matmul_matches_matmul_and_its_input_gradient_in_both_ranks() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (5, 7), &dev).unwrap();
+        for shape in [vec![3usize, 4, 7], vec![3, 7]] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, shape.as_slice(), &dev).unwrap())
+                .unwrap();
+            let (y0, g0) = grads_of(&x, &w, false);
+            let (y1, g1) = grads_of(&x, &w, true);
+            assert_eq!(y0.dims(), y1.dims());
+            assert!(
+                max_abs_diff(&y0, &y1) < 1e-5,
+                "products differ for {shape:?}"
+            );
+            assert_eq!(g0.dims(), g1.dims());
+            assert!(
+                max_abs_diff(&g0, &g1) < 1e-4,
+                "gradients differ for {shape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn frozen_matmul_gives_the_weight_no_gradient_and_leaves_trainable_weights_alone() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 4), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (6, 4), &dev).unwrap();
+        let y = frozen_matmul_t(x.as_tensor(), &w).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&w).is_none(), "a frozen weight got a gradient");
+        assert!(g.get(x.as_tensor()).is_some());
+        // A trainable weight takes the ordinary matmul and gets its gradient.
+        let wv = Var::from_tensor(&w).unwrap();
+        let y = frozen_matmul_t(x.as_tensor(), wv.as_tensor()).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert!(
+            g.get(wv.as_tensor()).is_some(),
+            "a trainable weight lost its gradient"
+        );
+        // Without a graph on x it is a plain product.
+        let plain = frozen_matmul_t(&x.as_tensor().detach(), &w).unwrap();
+        assert!(!plain.track_op());
+    }
 }
