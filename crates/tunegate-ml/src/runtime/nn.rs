@@ -497,16 +497,8 @@ mod tests {
     }
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        let d = (a - b).and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>());
+        d.unwrap()
     }
 
     #[test]
