@@ -53,7 +53,7 @@
 //!    uniformly mixed, so each `h_i` is a random-looking bijection; one multiply-add per
 //!    (shingle, permutation) keeps signing cheap, and a unit test checks the estimator's spread
 //!    against the ideal `sqrt(J(1-J)/128)`.
-//! 3. Bands ([`Banding`], [`bands_into`]): `b × r` rows folded into `b` band hashes; only their
+//! 3. Bands ([`Banding`], [`bands`]): `b × r` rows folded into `b` band hashes; only their
 //!    high 32 bits are kept (84 bytes per record at 21 × 6). Candidate probability
 //!    `1 - (1 - J^r)^b` ([`Banding::probability`]): 0.998 at J = 0.8 for 21 × 6.
 //! 4. Candidates and clusters ([`cluster`]): per band, sort `(hash, item)` pairs, verify each run
@@ -90,7 +90,7 @@ pub(crate) use joint::{sketches, Sketches, ViewSketch};
 
 pub use lsh::{cluster, Clusters, LshParams, LshStats};
 pub use sketch::{
-    bands, bands_into, char_shingles, estimate, intersection, into_set, jaccard, jaccard_at_least,
+    bands, char_shingles, estimate, intersection, into_set, jaccard, jaccard_at_least,
     word_shingles, Banding, MinHasher, CHAR_SEED, MAX_SHINGLE, NUM_PERM, PERM_SEED, SHINGLE,
     WORD_SEED,
 };

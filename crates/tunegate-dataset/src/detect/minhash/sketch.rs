@@ -16,7 +16,7 @@
 //!    signatures are reproducible. One multiply-add per (shingle, permutation) keeps signing a
 //!    60-token record to a few microseconds; the unit tests check that the estimator's error on
 //!    random sets matches the binomial spread `sqrt(J(1-J)/128)` of ideal MinHash.
-//! 3. **Bands** ([`Banding`], [`bands_into`]): the signature is cut into `b` bands of `r` rows and
+//! 3. **Bands** ([`Banding`], [`bands`]): the signature is cut into `b` bands of `r` rows and
 //!    each band is folded into one `u64` (a multiply-xorshift chain over its rows, seeded with
 //!    the band number). Only the band hashes are kept, 32 bits each (21 × 4 bytes per record
 //!    with the default 21 × 6), which bounds the index to 84 bytes per record. Two records
@@ -271,15 +271,8 @@ impl MinHasher {
     }
 }
 
-/// Folds `signature` into `banding.bands` band hashes written to `out` (which must hold that
-/// many; rows past the end of a short signature are not hashed).
-pub fn bands_into(signature: &[u64], banding: Banding, out: &mut [u64]) {
-    for (slot, h) in out.iter_mut().zip(band_hashes(signature, banding)) {
-        *slot = h;
-    }
-}
-
-/// The `banding.bands` band hashes of `signature`, in band order.
+/// The `banding.bands` band hashes of `signature`, in band order (rows past the end of a
+/// short signature are not hashed).
 pub(crate) fn band_hashes(signature: &[u64], banding: Banding) -> impl Iterator<Item = u64> + '_ {
     (0..banding.bands).map(move |band| {
         let start = (band * banding.rows).min(signature.len());
@@ -310,9 +303,7 @@ fn band_hash(rows: &[u64], band: u64) -> u64 {
 
 /// The band hashes of `signature` as a new vector.
 pub fn bands(signature: &[u64], banding: Banding) -> Vec<u64> {
-    let mut out = vec![0; banding.bands];
-    bands_into(signature, banding, &mut out);
-    out
+    band_hashes(signature, banding).collect()
 }
 
 /// Appends the hashes of every window of `k` consecutive ids of the concatenation of
