@@ -570,11 +570,11 @@ mod tests {
 
     #[test]
     fn sharegpt_roles_and_paths() {
-        let o = obj(json!({"conversations": [
+        let mut o = obj(json!({"conversations": [
             {"from": "system", "value": "be nice"},
             {"from": "human", "value": "hi"},
             {"from": "gpt", "value": "hello"}]}));
-        let m = map(&mut o.clone(), Schema::Chat, false).unwrap();
+        let m = map(&mut o, Schema::Chat, false).unwrap();
         assert_eq!(
             roles(&m),
             vec![
@@ -595,10 +595,10 @@ mod tests {
 
     #[test]
     fn preference_shared_prefix_is_prompt() {
-        let o = obj(json!({
+        let mut o = obj(json!({
             "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
             "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]}));
-        let m = map(&mut o.clone(), Schema::Preference, false).unwrap();
+        let m = map(&mut o, Schema::Preference, false).unwrap();
         assert_eq!(
             roles(&m),
             vec![
@@ -608,27 +608,27 @@ mod tests {
             ]
         );
         // Identical pairs keep both sides.
-        let o = obj(json!({
+        let mut o = obj(json!({
             "chosen": [{"role": "assistant", "content": "same"}],
             "rejected": [{"role": "assistant", "content": "same"}]}));
-        let m = map(&mut o.clone(), Schema::Preference, false).unwrap();
+        let m = map(&mut o, Schema::Preference, false).unwrap();
         assert!(m.fields.iter().any(|f| f.role == Role::Response));
         assert!(m.fields.iter().any(|f| f.role == Role::Rejected));
     }
 
     #[test]
     fn reasons_name_the_field() {
-        let o = obj(json!({"instruction": "x"}));
-        let e = map(&mut o.clone(), Schema::Instruction, false).unwrap_err();
+        let mut o = obj(json!({"instruction": "x"}));
+        let e = map(&mut o, Schema::Instruction, false).unwrap_err();
         assert!(e.reason.contains("'output' or 'response'"), "{}", e.reason);
-        let o = obj(json!({"messages": [{"role": "wizard", "content": "x"}]}));
-        let e = map(&mut o.clone(), Schema::Chat, false).unwrap_err();
+        let mut o = obj(json!({"messages": [{"role": "wizard", "content": "x"}]}));
+        let e = map(&mut o, Schema::Chat, false).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("messages[0].role"));
-        let o = obj(json!({"text": "x", "label": null}));
-        assert!(map(&mut o.clone(), Schema::TextLabel, false).is_err());
-        let o = obj(json!({"text": "x", "label": true}));
+        let mut o = obj(json!({"text": "x", "label": null}));
+        assert!(map(&mut o, Schema::TextLabel, false).is_err());
+        let mut o = obj(json!({"text": "x", "label": true}));
         assert_eq!(
-            map(&mut o.clone(), Schema::TextLabel, false)
+            map(&mut o, Schema::TextLabel, false)
                 .unwrap()
                 .label
                 .as_deref(),
@@ -638,9 +638,9 @@ mod tests {
 
     #[test]
     fn json_strings_in_csv_cells() {
-        let o = obj(json!({"messages": "[{\"role\": \"user\", \"content\": \"hi\"}]"}));
+        let mut o = obj(json!({"messages": "[{\"role\": \"user\", \"content\": \"hi\"}]"}));
         assert!(map(&mut o.clone(), Schema::Chat, false).is_err());
-        let m = map(&mut o.clone(), Schema::Chat, true).unwrap();
+        let m = map(&mut o, Schema::Chat, true).unwrap();
         assert_eq!(m.fields[0].path, "messages[0].content");
     }
 }
